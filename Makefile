@@ -1,0 +1,70 @@
+# jobgate build. `make` builds build/jobgate with warnings as errors; `make run` and
+# `make test` first install any missing Debian packages (scripts/install-deps.sh).
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2
+SANITIZE ?=
+
+VERSION := 0.1.0
+
+CFLAGS  := -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 -DJOBGATE_VERSION=\"$(VERSION)\" -Igateway \
+           -Wall -Wextra -Wshadow -Wformat=2 -Werror -g $(OPT) $(SANITIZE) -MMD -MP
+LDFLAGS := $(SANITIZE)
+LDLIBS  := -lh2o -luv -lssl -lcrypto -lhiredis -ljwt -ljansson -lsodium -lpthread
+
+SOURCES      := $(wildcard gateway/*.c)
+OBJECTS      := $(SOURCES:gateway/%.c=$(BUILD)/%.o)
+LIB_OBJECTS  := $(filter-out $(BUILD)/main.o,$(OBJECTS))
+UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps run test unit-tests asan bench format format-check clean
+
+all: $(BUILD)/jobgate
+
+$(BUILD)/jobgate: $(OBJECTS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: gateway/%.c | $(BUILD)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJECTS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+$(BUILD) $(BUILD)/tests:
+	mkdir -p $@
+
+unit-tests: $(UNIT_TESTS)
+
+deps:
+	scripts/install-deps.sh
+
+run: deps
+	$(MAKE) all
+	scripts/run.sh
+
+test: deps
+	$(MAKE) all unit-tests
+	scripts/test.sh $(BUILD)
+
+# The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan: deps
+	$(MAKE) BUILD=build/asan OPT=-O1 \
+	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	    all unit-tests
+	ASAN_OPTIONS=detect_leaks=1 scripts/test.sh build/asan
+
+bench: deps
+	$(MAKE) all
+	bench/run.sh
+
+format:
+	clang-format -i gateway/*.c gateway/*.h tests/unit/*.c
+
+format-check:
+	clang-format --dry-run --Werror gateway/*.c gateway/*.h tests/unit/*.c
+
+clean:
+	rm -rf build
+
+-include $(OBJECTS:.o=.d)

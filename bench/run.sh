@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Measures the enqueue pipeline against its floors, in one run on this machine:
+#   enqueue  h2load POSTing jobs through the whole pipeline into Redis
+#   floor    the same server answering GET /healthz (no auth, no parse, no Redis)
+#   redis    redis-benchmark RPUSH with 16-command pipelines
+# and prints req/s, p50/p99 latency, jobgate CPU microseconds per request and the
+# ratio to the floor. Settings: REQUESTS, CLIENTS, STREAMS, THREADS (environment).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+requests=${REQUESTS:-200000}
+clients=${CLIENTS:-50}
+streams=${STREAMS:-10}
+threads=${THREADS:-2}
+jobgate=${JOBGATE:-build/jobgate}
+
+work=$(mktemp -d)
+redis_port=""
+jobgate_pid=""
+cleanup() {
+    [ -n "$jobgate_pid" ] && kill "$jobgate_pid" 2>/dev/null && wait "$jobgate_pid" 2>/dev/null
+    [ -n "$redis_port" ] && redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        ss -Htln "sport = :$port" | grep -q . || { echo "$port"; return; }
+    done
+}
+
+# Seconds of CPU (user + system) a process has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# Percentile P (0-100) of the third column of h2load log files.
+percentile_ms() {
+    cat "$2".* | awk '{print $3}' | sort -n |
+        awk -v p="$1" '{v[NR] = $1} END {i = int(NR * p / 100); if (i < 1) i = 1; printf "%.2f", v[i] / 1000}'
+}
+
+# run_h2load NAME URL [h2load options...]: prints "req/s p50 p99 cpu_us_per_request".
+run_h2load() {
+    local name=$1 url=$2 before after output rate
+    shift 2
+    before=$(cpu_seconds "$jobgate_pid")
+    output=$(h2load -n "$requests" -c "$clients" -m "$streams" -t 1 \
+        --log-file="$work/$name.log.0" "$@" "$url")
+    after=$(cpu_seconds "$jobgate_pid")
+    if ! grep -q "requests: $requests total, $requests started, $requests done, $requests succeeded" <<<"$output"; then
+        echo "$name: not every request succeeded:" >&2
+        grep -E '^(requests|status codes):' <<<"$output" >&2
+        exit 1
+    fi
+    rate=$(grep -oE 'finished in [0-9.]+s, [0-9.]+ req/s' <<<"$output" | grep -oE '[0-9.]+ req/s' | cut -d' ' -f1)
+    echo "$rate $(percentile_ms 50 "$work/$name.log") $(percentile_ms 99 "$work/$name.log") \
+$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}')"
+}
+
+redis_port=$(free_port)
+http_port=$(free_port)
+redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+    --daemonize yes --logfile "$work/redis.log" --dir "$work"
+openssl rand 32 >"$work/hs256.key"
+jq --arg key "$work/hs256.key" --arg listen "127.0.0.1:$http_port" \
+    --argjson redis_port "$redis_port" --argjson threads "$threads" \
+    '.threads = $threads | .listen = {cleartext: $listen} | .redis.port = $redis_port
+     | .redis.max_in_flight = 100000 | .auth.keys = [{kid: "bench", alg: "HS256", file: $key}]' \
+    config/example.json >"$work/config.json"
+
+"$jobgate" serve --config "$work/config.json" 2>"$work/jobgate.log" &
+jobgate_pid=$!
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break
+    sleep 0.1
+done
+
+token=$("$jobgate" token --config "$work/config.json" --kid bench --tenant acme \
+    --scope "tier:standard" --ttl 3600)
+printf '{"class":"SendWelcomeEmail","args":[{"user_id":42,"locale":"en","plan":"pro"}]}' \
+    >"$work/job.json"
+
+enqueue=$(run_h2load enqueue "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
+    -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
+floor=$(run_h2load floor "http://127.0.0.1:$http_port/healthz")
+written=$(redis-cli -p "$redis_port" llen resque:queue:mailers)
+redis_rate=$(redis-benchmark -p "$redis_port" -t rpush -P 16 -n 1000000 -q |
+    grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)
+
+read -r enqueue_rate enqueue_p50 enqueue_p99 enqueue_cpu <<<"$enqueue"
+read -r floor_rate floor_p50 floor_p99 floor_cpu <<<"$floor"
+echo "jobgate bench: $(date -u +%Y-%m-%d), $(nproc) cores, $threads jobgate threads," \
+    "h2load -c $clients -m $streams, $requests requests, h2c"
+printf '%-8s %12s %9s %9s %12s %10s\n' path 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' 'of floor'
+printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' enqueue "$enqueue_rate" "$enqueue_p50" \
+    "$enqueue_p99" "$enqueue_cpu" "$(awk -v a="$enqueue_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
+printf '%-8s %12.0f %9s %9s %12s %9s\n' floor "$floor_rate" "$floor_p50" "$floor_p99" \
+    "$floor_cpu" '100%'
+printf '%-8s %12.0f %9s %9s %12s %9s\n' redis "$redis_rate" - - - -
+echo "jobs in Redis after the enqueue run: $written of $requests"
+[ "$written" -eq "$requests" ]

@@ -1,0 +1,1421 @@
+/*
+ * config: loads and checks the gateway's one JSON config file.
+ *
+ * Owns the loaded struct config and everything it points to: strings, tiers, queues,
+ * the Redis password read from its file and the keyring built from the key files.
+ * Loading never stops at the first problem; each one is reported with the file and
+ * the JSON path it concerns, and any problem makes config_load() return NULL, so a
+ * config that loads means exactly what it says. Secret values read from files never
+ * appear in a message.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "policy.h"
+
+#define MIB ((json_int_t)1024 * 1024)
+
+/* Key files and the Redis password file are small; anything larger is a mistake. */
+#define SECRET_FILE_MAX_BYTES ((size_t)64 * 1024)
+
+/* A config of a few hundred queues is tens of KiB; a larger file is a wrong file. */
+#define CONFIG_FILE_MAX_BYTES ((size_t)1024 * 1024)
+
+/* No timeout in the config has a reason to be longer than an hour. */
+#define TIMEOUT_MAX_MS ((json_int_t)60 * 60 * 1000)
+
+#define MAX_THREADS 64
+#define MAX_IN_FLIGHT 1000000
+#define MAX_TOKEN_CACHE_ENTRIES 1048576
+#define MAX_LEEWAY_SECONDS 300
+#define MAX_NAMESPACE_BYTES 64
+#define MAX_HOST_NAME_BYTES 253
+#define MAX_HOST_LABEL_BYTES 63
+#define MAX_REDIS_USERNAME_BYTES 128
+#define MAX_KID_BYTES 256
+
+/* Names and values quoted in messages are cut to this many bytes. */
+#define QUOTE_MAX_INPUT 64
+/* Quotes, at most four bytes per escaped input byte, "..." and the NUL. */
+#define QUOTE_BUFFER_BYTES (2 + 4 * QUOTE_MAX_INPUT + 3 + 1)
+
+#define JSON_PATH_MAX_BYTES 512
+#define REASON_MAX_BYTES 768
+#define MESSAGE_MAX_BYTES 2048
+
+#define DEFAULT_MAX_BODY_BYTES MIB
+#define DEFAULT_REDIS_HOST "127.0.0.1"
+#define DEFAULT_REDIS_NAMESPACE "resque"
+#define DEFAULT_TENANT_CLAIM "tenant"
+#define ANY_TENANT "*"
+
+/* State of one config_load() call: where problems go and where in the JSON it is. */
+struct loader {
+    const char *file;
+    /* Length of the file's directory prefix, trailing '/' included; 0 when it has none. */
+    size_t directory_len;
+    config_report_fn report;
+    void *report_data;
+    size_t problems;
+    /* The JSON path of the value being checked, grown and cut back as loading descends. */
+    char path[JSON_PATH_MAX_BYTES];
+    size_t path_len;
+    /* Whether limits.max_body_bytes is usable as the cap for the queues' own limits. */
+    int body_limit_valid;
+};
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int is_alnum(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int is_printable_ascii(char c)
+{
+    return c >= 0x20 && c < 0x7f;
+}
+
+/*
+ * Writes text as a double-quoted string fit for a message and a terminal: printable
+ * ASCII as it is, every other byte escaped, and no more than QUOTE_MAX_INPUT bytes of
+ * it, followed by "..." when cut. out must hold QUOTE_BUFFER_BYTES. Returns out.
+ */
+static const char *quote(char out[QUOTE_BUFFER_BYTES], const char *text, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t shown = len > QUOTE_MAX_INPUT ? QUOTE_MAX_INPUT : len;
+    size_t at = 0;
+
+    out[at++] = '"';
+    for (size_t i = 0; i < shown; i++) {
+        unsigned char byte = (unsigned char)text[i];
+        if (byte == '"' || byte == '\\') {
+            out[at++] = '\\';
+            out[at++] = (char)byte;
+        } else if (is_printable_ascii((char)byte)) {
+            out[at++] = (char)byte;
+        } else {
+            out[at++] = '\\';
+            out[at++] = 'x';
+            out[at++] = hex[byte >> 4];
+            out[at++] = hex[byte & 0xf];
+        }
+    }
+    out[at++] = '"';
+    if (shown < len) {
+        memcpy(out + at, "...", 3);
+        at += 3;
+    }
+    out[at] = '\0';
+    return out;
+}
+
+static void path_append(struct loader *loader, const char *text, size_t len)
+{
+    size_t room = sizeof loader->path - 1 - loader->path_len;
+    if (len > room)
+        len = room;
+    memcpy(loader->path + loader->path_len, text, len);
+    loader->path_len += len;
+    loader->path[loader->path_len] = '\0';
+}
+
+static void path_pop(struct loader *loader, size_t mark)
+{
+    loader->path_len = mark;
+    loader->path[mark] = '\0';
+}
+
+/* Keys made only of these read unambiguously after a dot; any other is bracketed. */
+static int is_plain_key(const char *key, size_t len)
+{
+    if (len == 0 || len > QUOTE_MAX_INPUT)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_alnum(key[i]) && key[i] != '_' && key[i] != '-')
+            return 0;
+    }
+    return 1;
+}
+
+/* Descends into an object member; returns the mark that path_pop() goes back to. */
+static size_t path_push_key(struct loader *loader, const char *key)
+{
+    size_t mark = loader->path_len;
+    size_t len = strlen(key);
+
+    if (is_plain_key(key, len)) {
+        path_append(loader, ".", 1);
+        path_append(loader, key, len);
+    } else {
+        char quoted[QUOTE_BUFFER_BYTES];
+        quote(quoted, key, len);
+        path_append(loader, "[", 1);
+        path_append(loader, quoted, strlen(quoted));
+        path_append(loader, "]", 1);
+    }
+    return mark;
+}
+
+static size_t path_push_index(struct loader *loader, size_t index)
+{
+    size_t mark = loader->path_len;
+    char text[32];
+    int len = snprintf(text, sizeof text, "[%zu]", index);
+
+    if (len > 0)
+        path_append(loader, text, (size_t)len);
+    return mark;
+}
+
+static void report_message(struct loader *loader, const char *message)
+{
+    loader->problems++;
+    if (loader->report != NULL)
+        loader->report(loader->report_data, message);
+}
+
+__attribute__((format(printf, 2, 0))) static void problem_va(struct loader *loader,
+                                                             const char *format, va_list args)
+{
+    char reason[REASON_MAX_BYTES];
+    char message[MESSAGE_MAX_BYTES];
+
+    vsnprintf(reason, sizeof reason, format, args);
+    snprintf(message, sizeof message, "%s: %s: %s", loader->file, loader->path, reason);
+    report_message(loader, message);
+}
+
+/* Reports a problem with the value at the current path. */
+__attribute__((format(printf, 2, 3))) static void problem(struct loader *loader, const char *format,
+                                                          ...)
+{
+    va_list args;
+    va_start(args, format);
+    problem_va(loader, format, args);
+    va_end(args);
+}
+
+/* Reports a problem with the member key of the value at the current path. */
+__attribute__((format(printf, 3, 4))) static void problem_at(struct loader *loader, const char *key,
+                                                             const char *format, ...)
+{
+    size_t mark = path_push_key(loader, key);
+    va_list args;
+    va_start(args, format);
+    problem_va(loader, format, args);
+    va_end(args);
+    path_pop(loader, mark);
+}
+
+static const char *type_name(json_type type)
+{
+    switch (type) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number with a fraction or an exponent";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "an unknown JSON value";
+}
+
+/* Checks the type of the value at the current path; reports and returns 0 when wrong. */
+static int expect_type(struct loader *loader, const json_t *value, json_type type)
+{
+    if (json_typeof(value) == type)
+        return 1;
+    problem(loader, "must be %s, not %s", type_name(type), type_name(json_typeof(value)));
+    return 0;
+}
+
+/*
+ * The member key of object when it has the wanted type. Returns NULL after reporting
+ * when it has another type or is missing but required, and NULL quietly when it is
+ * missing and optional.
+ */
+static json_t *member(struct loader *loader, const json_t *object, const char *key, json_type type,
+                      int required)
+{
+    json_t *value = json_object_get(object, key);
+
+    if (value == NULL) {
+        if (required)
+            problem_at(loader, key, "is required");
+        return NULL;
+    }
+    size_t mark = path_push_key(loader, key);
+    int right_type = expect_type(loader, value, type);
+    path_pop(loader, mark);
+    return right_type ? value : NULL;
+}
+
+/* Reports every member of object whose key is not in allowed (a NULL-terminated list). */
+static void check_keys(struct loader *loader, json_t *object, const char *const allowed[])
+{
+    for (void *iter = json_object_iter(object); iter != NULL;
+         iter = json_object_iter_next(object, iter)) {
+        const char *key = json_object_iter_key(iter);
+        size_t i = 0;
+        while (allowed[i] != NULL && strcmp(allowed[i], key) != 0)
+            i++;
+        if (allowed[i] == NULL)
+            problem_at(loader, key, "unknown key");
+    }
+}
+
+/*
+ * Reads an optional integer member within [min, max]. Returns 1 and sets *out when it
+ * is present and valid, 0 when it is absent, -1 after reporting a problem.
+ */
+static int read_integer(struct loader *loader, const json_t *object, const char *key,
+                        json_int_t min, json_int_t max, json_int_t *out)
+{
+    if (json_object_get(object, key) == NULL)
+        return 0;
+    json_t *value = member(loader, object, key, JSON_INTEGER, 0);
+    if (value == NULL)
+        return -1;
+
+    json_int_t number = json_integer_value(value);
+    if (number < min || number > max) {
+        problem_at(loader, key, "must be from %lld to %lld, not %lld", (long long)min,
+                   (long long)max, (long long)number);
+        return -1;
+    }
+    *out = number;
+    return 1;
+}
+
+static void read_u64(struct loader *loader, const json_t *object, const char *key, json_int_t min,
+                     json_int_t max, uint64_t *out)
+{
+    json_int_t number;
+    if (read_integer(loader, object, key, min, max, &number) == 1)
+        *out = (uint64_t)number;
+}
+
+static void read_size(struct loader *loader, const json_t *object, const char *key, json_int_t min,
+                      json_int_t max, size_t *out)
+{
+    json_int_t number;
+    if (read_integer(loader, object, key, min, max, &number) == 1)
+        *out = (size_t)number;
+}
+
+/*
+ * Reads a non-empty string member. Returns the string, owned by the JSON document, or
+ * NULL (after reporting, unless it is optional and absent).
+ */
+static const char *read_string(struct loader *loader, const json_t *object, const char *key,
+                               int required)
+{
+    json_t *value = member(loader, object, key, JSON_STRING, required);
+    if (value == NULL)
+        return NULL;
+    if (json_string_length(value) == 0) {
+        problem_at(loader, key, "must not be empty");
+        return NULL;
+    }
+    return json_string_value(value);
+}
+
+/* A malloc'd copy of text, or NULL after reporting at the current path. */
+static char *copy_string(struct loader *loader, const char *text, size_t len)
+{
+    char *copy = strndup(text, len);
+    if (copy == NULL)
+        problem(loader, "out of memory");
+    return copy;
+}
+
+/* Like read_string(), but a malloc'd copy; *out is left alone when there is nothing. */
+static void read_string_copy(struct loader *loader, const json_t *object, const char *key,
+                             int required, char **out)
+{
+    const char *text = read_string(loader, object, key, required);
+    if (text != NULL)
+        *out = copy_string(loader, text, strlen(text));
+}
+
+/* A path from the config resolved against the config file's directory, malloc'd. */
+static char *resolve_path(const struct loader *loader, const char *path)
+{
+    size_t prefix_len = path[0] == '/' ? 0 : loader->directory_len;
+    size_t path_len = strlen(path);
+    char *resolved = malloc(prefix_len + path_len + 1);
+
+    if (resolved == NULL)
+        return NULL;
+    memcpy(resolved, loader->file, prefix_len);
+    memcpy(resolved + prefix_len, path, path_len + 1);
+    return resolved;
+}
+
+/*
+ * Reads a file path member and resolves it. Returns the malloc'd resolved path, or NULL
+ * after reporting (or quietly when optional and absent).
+ */
+static char *read_file_path(struct loader *loader, const json_t *object, const char *key,
+                            int required)
+{
+    const char *path = read_string(loader, object, key, required);
+    if (path == NULL)
+        return NULL;
+    char *resolved = resolve_path(loader, path);
+    if (resolved == NULL)
+        problem_at(loader, key, "out of memory");
+    return resolved;
+}
+
+/*
+ * Reads a whole regular file of at most max bytes into a malloc'd buffer with a NUL
+ * after the last byte. Returns 0, or -1 with *reason set to a static string (an
+ * errno's text or a fixed one). The caller wipes and frees the buffer.
+ */
+static int read_small_file(const char *path, size_t max, unsigned char **out, size_t *out_len,
+                           const char **reason)
+{
+    /* O_NONBLOCK so that a FIFO named by mistake fails below instead of hanging here. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        *reason = strerror(errno);
+        return -1;
+    }
+
+    struct stat status;
+    if (fstat(fd, &status) != 0) {
+        *reason = strerror(errno);
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(status.st_mode)) {
+        *reason = "not a regular file";
+        close(fd);
+        return -1;
+    }
+    if (status.st_size < 0 || (unsigned long long)status.st_size > max) {
+        *reason = "file too large";
+        close(fd);
+        return -1;
+    }
+
+    size_t size = (size_t)status.st_size;
+    unsigned char *buffer = malloc(size + 1);
+    if (buffer == NULL) {
+        *reason = "out of memory";
+        close(fd);
+        return -1;
+    }
+
+    /* A file that shrinks while read is taken as it was at its end. */
+    size_t filled = 0;
+    while (filled < size) {
+        ssize_t got = read(fd, buffer + filled, size - filled);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            *reason = strerror(errno);
+            explicit_bzero(buffer, filled);
+            free(buffer);
+            close(fd);
+            return -1;
+        }
+        if (got == 0)
+            break;
+        filled += (size_t)got;
+    }
+    close(fd);
+    buffer[filled] = '\0';
+    *out = buffer;
+    *out_len = filled;
+    return 0;
+}
+
+static void wipe_and_free(void *buffer, size_t len)
+{
+    if (buffer == NULL)
+        return;
+    explicit_bzero(buffer, len);
+    free(buffer);
+}
+
+/* Reports, at member key, when the resolved path cannot be opened for reading. */
+static void check_readable(struct loader *loader, const char *key, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        problem_at(loader, key, "cannot read %s: %s", path, strerror(errno));
+        return;
+    }
+    close(fd);
+}
+
+static int valid_ipv4(const char *host, size_t len)
+{
+    char text[INET_ADDRSTRLEN];
+    unsigned char address[sizeof(struct in_addr)];
+
+    if (len >= sizeof text)
+        return 0;
+    memcpy(text, host, len);
+    text[len] = '\0';
+    return inet_pton(AF_INET, text, address) == 1;
+}
+
+static int valid_ipv6(const char *host, size_t len)
+{
+    char text[INET6_ADDRSTRLEN];
+    unsigned char address[sizeof(struct in6_addr)];
+
+    if (len >= sizeof text)
+        return 0;
+    memcpy(text, host, len);
+    text[len] = '\0';
+    return inet_pton(AF_INET6, text, address) == 1;
+}
+
+/*
+ * A DNS name: dot-separated labels of letters, digits and inner hyphens, each at most
+ * 63 bytes. The last label may not be all digits, so a mistyped IPv4 address such as
+ * "10.0.0.300" is not taken for a name.
+ */
+static int valid_host_name(const char *name, size_t len)
+{
+    if (len == 0 || len > MAX_HOST_NAME_BYTES)
+        return 0;
+
+    size_t label_len = 0;
+    int label_numeric = 1;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (c == '.') {
+            if (label_len == 0 || name[i - 1] == '-')
+                return 0;
+            label_len = 0;
+            label_numeric = 1;
+            continue;
+        }
+        if (!is_alnum(c) && c != '-')
+            return 0;
+        if (c == '-' && label_len == 0)
+            return 0;
+        if (!is_digit(c))
+            label_numeric = 0;
+        if (++label_len > MAX_HOST_LABEL_BYTES)
+            return 0;
+    }
+    return label_len > 0 && name[len - 1] != '-' && !label_numeric;
+}
+
+/* Port digits, not NUL-terminated: 1 to 65535. Returns 0 when invalid. */
+static uint16_t parse_port(const char *text, size_t len)
+{
+    if (len == 0 || len > 5)
+        return 0;
+    unsigned long port = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit(text[i]))
+            return 0;
+        port = port * 10 + (unsigned long)(text[i] - '0');
+    }
+    return port <= 65535 ? (uint16_t)port : 0;
+}
+
+/*
+ * Parses the "HOST:PORT" string member key into listener: host an IPv4 address, an
+ * IPv6 address in brackets or a name; port 1 to 65535. The host is stored without
+ * brackets, as getaddrinfo() takes it.
+ */
+static void read_address(struct loader *loader, const json_t *object, const char *key,
+                         struct config_listener *listener)
+{
+    const char *text = read_string(loader, object, key, 1);
+    if (text == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, key);
+    const char *host = text;
+    size_t host_len;
+    const char *port_text;
+    int host_valid;
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':') {
+            problem(loader, "must be HOST:PORT, with an IPv6 host in brackets");
+            path_pop(loader, mark);
+            return;
+        }
+        host = text + 1;
+        host_len = (size_t)(close - host);
+        port_text = close + 2;
+        host_valid = valid_ipv6(host, host_len);
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (colon == NULL || memchr(text, ':', (size_t)(colon - text)) != NULL) {
+            problem(loader, "must be HOST:PORT, with an IPv6 host in brackets");
+            path_pop(loader, mark);
+            return;
+        }
+        host_len = (size_t)(colon - text);
+        port_text = colon + 1;
+        host_valid = valid_ipv4(host, host_len) || valid_host_name(host, host_len);
+    }
+
+    uint16_t port = parse_port(port_text, strlen(port_text));
+    if (!host_valid) {
+        char quoted[QUOTE_BUFFER_BYTES];
+        problem(loader, "%s is not an IP address or a host name", quote(quoted, host, host_len));
+    }
+    if (port == 0)
+        problem(loader, "port must be from 1 to 65535");
+    path_pop(loader, mark);
+
+    if (host_valid && port != 0) {
+        listener->host = copy_string(loader, host, host_len);
+        listener->port = port;
+    }
+}
+
+static unsigned default_threads(void)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1)
+        return 1;
+    return online > MAX_THREADS ? MAX_THREADS : (unsigned)online;
+}
+
+static void set_defaults(struct config *config)
+{
+    config->threads = default_threads();
+
+    config->limits.max_body_bytes = (size_t)DEFAULT_MAX_BODY_BYTES;
+    config->limits.request_timeout_ms = 10000;
+    config->limits.idle_timeout_ms = 30000;
+    config->limits.handshake_timeout_ms = 5000;
+
+    config->redis.port = 6379;
+    config->redis.connect_timeout_ms = 1000;
+    config->redis.command_timeout_ms = 1000;
+    config->redis.reconnect_min_ms = 50;
+    config->redis.reconnect_max_ms = 2000;
+    config->redis.max_in_flight = 10000;
+
+    config->auth.leeway_seconds = 30;
+    config->auth.token_cache_entries = 4096;
+}
+
+/* The string defaults are filled in last, only where the config named nothing. */
+static void set_string_default(struct loader *loader, char **field, const char *value)
+{
+    if (*field == NULL)
+        *field = copy_string(loader, value, strlen(value));
+}
+
+static void load_threads(struct loader *loader, const json_t *root, struct config *config)
+{
+    json_int_t threads;
+    if (read_integer(loader, root, "threads", 1, MAX_THREADS, &threads) == 1)
+        config->threads = (unsigned)threads;
+}
+
+static void load_limits(struct loader *loader, const json_t *root, struct config *config)
+{
+    static const char *const keys[] = {"max_body_bytes", "request_timeout_ms", "idle_timeout_ms",
+                                       "handshake_timeout_ms", NULL};
+    struct config_limits *limits = &config->limits;
+
+    loader->body_limit_valid = 1;
+    json_t *object = member(loader, root, "limits", JSON_OBJECT, 0);
+    if (object == NULL) {
+        loader->body_limit_valid = json_object_get(root, "limits") == NULL;
+        return;
+    }
+
+    size_t mark = path_push_key(loader, "limits");
+    check_keys(loader, object, keys);
+    json_int_t body;
+    int body_read = read_integer(loader, object, "max_body_bytes", 1, 64 * MIB, &body);
+    if (body_read == 1)
+        limits->max_body_bytes = (size_t)body;
+    loader->body_limit_valid = body_read >= 0;
+    read_u64(loader, object, "request_timeout_ms", 1, TIMEOUT_MAX_MS, &limits->request_timeout_ms);
+    read_u64(loader, object, "idle_timeout_ms", 1, TIMEOUT_MAX_MS, &limits->idle_timeout_ms);
+    read_u64(loader, object, "handshake_timeout_ms", 1, TIMEOUT_MAX_MS,
+             &limits->handshake_timeout_ms);
+    path_pop(loader, mark);
+}
+
+static void load_tls_listener(struct loader *loader, const json_t *listen, struct config *config)
+{
+    static const char *const keys[] = {"address", "certificate_file", "key_file", NULL};
+    struct config_tls_listener *tls = &config->tls;
+
+    json_t *object = member(loader, listen, "tls", JSON_OBJECT, 0);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "tls");
+    check_keys(loader, object, keys);
+    read_address(loader, object, "address", &tls->address);
+    tls->certificate_file = read_file_path(loader, object, "certificate_file", 1);
+    if (tls->certificate_file != NULL)
+        check_readable(loader, "certificate_file", tls->certificate_file);
+    tls->key_file = read_file_path(loader, object, "key_file", 1);
+    if (tls->key_file != NULL)
+        check_readable(loader, "key_file", tls->key_file);
+    path_pop(loader, mark);
+}
+
+static void load_listen(struct loader *loader, const json_t *root, struct config *config)
+{
+    static const char *const keys[] = {"cleartext", "tls", NULL};
+
+    json_t *object = member(loader, root, "listen", JSON_OBJECT, 1);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "listen");
+    check_keys(loader, object, keys);
+    if (json_object_get(object, "cleartext") == NULL && json_object_get(object, "tls") == NULL)
+        problem(loader, "needs cleartext, tls or both");
+    if (json_object_get(object, "cleartext") != NULL)
+        read_address(loader, object, "cleartext", &config->cleartext);
+    load_tls_listener(loader, object, config);
+    path_pop(loader, mark);
+}
+
+static int valid_namespace(const char *name, size_t len)
+{
+    if (len == 0 || len > MAX_NAMESPACE_BYTES)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!is_alnum(c) && c != '_' && c != ':' && c != '.' && c != '-')
+            return 0;
+    }
+    return 1;
+}
+
+/* Redis ACL user names may not hold spaces; control bytes would garble the logs. */
+static int valid_redis_username(const char *name, size_t len)
+{
+    if (len == 0 || len > MAX_REDIS_USERNAME_BYTES)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_printable_ascii(name[i]) || name[i] == ' ')
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Reads password_file into redis->password. One trailing newline ("\n" or "\r\n") is
+ * dropped, as editors and `echo` add one; anything else in the file is the password.
+ */
+static void load_redis_password(struct loader *loader, const json_t *object,
+                                struct config_redis *redis)
+{
+    char *path = read_file_path(loader, object, "password_file", 0);
+    if (path == NULL)
+        return;
+
+    unsigned char *content = NULL;
+    size_t content_len = 0;
+    const char *reason;
+    if (read_small_file(path, SECRET_FILE_MAX_BYTES, &content, &content_len, &reason) != 0) {
+        problem_at(loader, "password_file", "cannot read %s: %s", path, reason);
+        free(path);
+        return;
+    }
+    free(path);
+
+    size_t password_len = content_len;
+    if (password_len > 0 && content[password_len - 1] == '\n')
+        password_len--;
+    if (password_len > 0 && content[password_len - 1] == '\r')
+        password_len--;
+
+    if (password_len == 0)
+        problem_at(loader, "password_file", "the password file is empty");
+    else if (memchr(content, '\0', password_len) != NULL)
+        problem_at(loader, "password_file", "the password contains a NUL byte");
+    else
+        redis->password = copy_string(loader, (char *)content, password_len);
+    wipe_and_free(content, content_len);
+}
+
+static void load_redis(struct loader *loader, const json_t *root, struct config *config)
+{
+    static const char *const keys[] = {"host",
+                                       "port",
+                                       "username",
+                                       "password_file",
+                                       "namespace",
+                                       "connect_timeout_ms",
+                                       "command_timeout_ms",
+                                       "reconnect_min_ms",
+                                       "reconnect_max_ms",
+                                       "max_in_flight",
+                                       NULL};
+    struct config_redis *redis = &config->redis;
+    char quoted[QUOTE_BUFFER_BYTES];
+
+    json_t *object = member(loader, root, "redis", JSON_OBJECT, 0);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "redis");
+    check_keys(loader, object, keys);
+
+    const char *host = read_string(loader, object, "host", 0);
+    if (host != NULL) {
+        size_t len = strlen(host);
+        if (valid_ipv4(host, len) || valid_ipv6(host, len) || valid_host_name(host, len))
+            redis->host = copy_string(loader, host, len);
+        else
+            problem_at(loader, "host", "%s is not an IP address or a host name",
+                       quote(quoted, host, len));
+    }
+
+    json_int_t port;
+    if (read_integer(loader, object, "port", 1, 65535, &port) == 1)
+        redis->port = (uint16_t)port;
+
+    const char *username = read_string(loader, object, "username", 0);
+    if (username != NULL) {
+        size_t len = strlen(username);
+        if (valid_redis_username(username, len))
+            redis->username = copy_string(loader, username, len);
+        else
+            problem_at(loader, "username",
+                       "%s is not a valid user name (1 to 128 printable ASCII bytes, no spaces)",
+                       quote(quoted, username, len));
+        if (json_object_get(object, "password_file") == NULL)
+            problem_at(loader, "username", "a user name needs a password_file too");
+    }
+
+    load_redis_password(loader, object, redis);
+
+    const char *namespace_ = read_string(loader, object, "namespace", 0);
+    if (namespace_ != NULL) {
+        size_t len = strlen(namespace_);
+        if (valid_namespace(namespace_, len))
+            redis->namespace_ = copy_string(loader, namespace_, len);
+        else
+            problem_at(loader, "namespace",
+                       "%s is not a valid namespace (1 to 64 of A-Z, a-z, 0-9, _, :, . and -)",
+                       quote(quoted, namespace_, len));
+    }
+
+    read_u64(loader, object, "connect_timeout_ms", 1, TIMEOUT_MAX_MS, &redis->connect_timeout_ms);
+    read_u64(loader, object, "command_timeout_ms", 1, TIMEOUT_MAX_MS, &redis->command_timeout_ms);
+    read_u64(loader, object, "reconnect_min_ms", 1, TIMEOUT_MAX_MS, &redis->reconnect_min_ms);
+    read_u64(loader, object, "reconnect_max_ms", 1, TIMEOUT_MAX_MS, &redis->reconnect_max_ms);
+    if (redis->reconnect_max_ms < redis->reconnect_min_ms)
+        problem_at(loader, "reconnect_max_ms", "must not be below reconnect_min_ms (%llu)",
+                   (unsigned long long)redis->reconnect_min_ms);
+    read_size(loader, object, "max_in_flight", 1, MAX_IN_FLIGHT, &redis->max_in_flight);
+    path_pop(loader, mark);
+}
+
+/* Whether an earlier element of keys has this kid; sets *earlier to its index. */
+static int kid_seen(const json_t *keys, size_t before, const char *kid, size_t *earlier)
+{
+    for (size_t i = 0; i < before; i++) {
+        const json_t *other = json_object_get(json_array_get(keys, i), "kid");
+        if (json_is_string(other) && strcmp(json_string_value(other), kid) == 0) {
+            *earlier = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Reads the key file at the resolved path for member "file"; returns -1 after reporting. */
+static int read_key_file(struct loader *loader, const char *path, unsigned char **material,
+                         size_t *material_len)
+{
+    const char *reason;
+    int result = read_small_file(path, SECRET_FILE_MAX_BYTES, material, material_len, &reason);
+    if (result != 0)
+        problem_at(loader, "file", "cannot read %s: %s", path, reason);
+    else if (*material_len == 0)
+        problem_at(loader, "file", "%s is empty", path);
+    return result == 0 && *material_len > 0 ? 0 : -1;
+}
+
+/*
+ * Checks one {kid, alg, file} entry at the current path, adds its key to the keyring
+ * and describes it in *key. The resolved file path is kept, not the material: the
+ * keyring holds that.
+ */
+static void load_key(struct loader *loader, const json_t *keys, size_t index,
+                     struct auth_keyring *keyring, struct config_key *key)
+{
+    static const char *const entry_keys[] = {"kid", "alg", "file", NULL};
+    const json_t *entry = json_array_get(keys, index);
+
+    if (!expect_type(loader, entry, JSON_OBJECT))
+        return;
+    check_keys(loader, (json_t *)entry, entry_keys);
+
+    int usable = 1;
+    const char *kid = read_string(loader, entry, "kid", 1);
+    size_t earlier;
+    if (kid != NULL && strlen(kid) > MAX_KID_BYTES) {
+        problem_at(loader, "kid", "must be at most %d bytes", MAX_KID_BYTES);
+        usable = 0;
+    } else if (kid != NULL && kid_seen(keys, index, kid, &earlier)) {
+        char quoted[QUOTE_BUFFER_BYTES];
+        problem_at(loader, "kid", "duplicate kid %s (also at $.auth.keys[%zu])",
+                   quote(quoted, kid, strlen(kid)), earlier);
+        usable = 0;
+    }
+    const char *alg = read_string(loader, entry, "alg", 1);
+    if (kid != NULL)
+        key->kid = copy_string(loader, kid, strlen(kid));
+    if (alg != NULL)
+        key->alg = copy_string(loader, alg, strlen(alg));
+
+    unsigned char *material = NULL;
+    size_t material_len = 0;
+    key->file = read_file_path(loader, entry, "file", 1);
+    if (key->file == NULL || read_key_file(loader, key->file, &material, &material_len) != 0)
+        usable = 0;
+
+    /* Limitation: only the keyring knows which algs exist, so an unknown alg is reported
+     * only once its key file can be read. */
+    if (usable && kid != NULL && alg != NULL && keyring != NULL) {
+        const char *reason = "rejected";
+        if (auth_keyring_add(keyring, kid, alg, material, material_len, &reason) != 0)
+            problem(loader, "%s", reason);
+    }
+    wipe_and_free(material, material_len);
+}
+
+static void load_keys(struct loader *loader, const json_t *auth, struct config *config)
+{
+    json_t *keys = member(loader, auth, "keys", JSON_ARRAY, 1);
+    if (keys == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "keys");
+    size_t count = json_array_size(keys);
+    if (count == 0)
+        problem(loader, "must list at least one key");
+    config->auth.keys = calloc(count > 0 ? count : 1, sizeof *config->auth.keys);
+    if (config->auth.keys == NULL) {
+        problem(loader, "out of memory");
+        path_pop(loader, mark);
+        return;
+    }
+    config->auth.key_count = count;
+    for (size_t i = 0; i < count; i++) {
+        size_t entry_mark = path_push_index(loader, i);
+        load_key(loader, keys, i, config->auth.keyring, &config->auth.keys[i]);
+        path_pop(loader, entry_mark);
+    }
+    path_pop(loader, mark);
+}
+
+static void load_auth(struct loader *loader, const json_t *root, struct config *config)
+{
+    static const char *const keys[] = {
+        "issuer", "audience", "leeway_seconds", "tenant_claim", "token_cache_entries",
+        "keys",   NULL};
+    struct config_auth *auth = &config->auth;
+
+    json_t *object = member(loader, root, "auth", JSON_OBJECT, 1);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "auth");
+    check_keys(loader, object, keys);
+    read_string_copy(loader, object, "issuer", 1, &auth->issuer);
+    read_string_copy(loader, object, "audience", 1, &auth->audience);
+    json_int_t leeway;
+    if (read_integer(loader, object, "leeway_seconds", 0, MAX_LEEWAY_SECONDS, &leeway) == 1)
+        auth->leeway_seconds = leeway;
+    read_string_copy(loader, object, "tenant_claim", 0, &auth->tenant_claim);
+    read_size(loader, object, "token_cache_entries", 0, MAX_TOKEN_CACHE_ENTRIES,
+              &auth->token_cache_entries);
+
+    auth->keyring = auth_keyring_new();
+    if (auth->keyring == NULL)
+        problem(loader, "out of memory");
+    load_keys(loader, object, config);
+    path_pop(loader, mark);
+}
+
+/* The index of the tier with this name, or -1. */
+static long find_tier(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->tier_count; i++) {
+        if (strcmp(config->tiers[i].name, name) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/*
+ * Reads the "includes" of tier index into its grants, which at this point hold only
+ * the tiers it names directly.
+ */
+static void load_tier_includes(struct loader *loader, const json_t *tier_object,
+                               struct config *config, size_t index)
+{
+    static const char *const keys[] = {"includes", NULL};
+    char quoted[QUOTE_BUFFER_BYTES];
+
+    check_keys(loader, (json_t *)tier_object, keys);
+    json_t *includes = member(loader, tier_object, "includes", JSON_ARRAY, 0);
+    if (includes == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "includes");
+    for (size_t i = 0; i < json_array_size(includes); i++) {
+        const json_t *item = json_array_get(includes, i);
+        size_t item_mark = path_push_index(loader, i);
+        if (expect_type(loader, item, JSON_STRING)) {
+            const char *name = json_string_value(item);
+            long included = find_tier(config, name);
+            if (included < 0)
+                problem(loader, "unknown tier %s", quote(quoted, name, strlen(name)));
+            else if (config->tiers[index].grants & ((uint64_t)1 << included))
+                problem(loader, "duplicate tier %s", quote(quoted, name, strlen(name)));
+            else
+                config->tiers[index].grants |= (uint64_t)1 << included;
+        }
+        path_pop(loader, item_mark);
+    }
+    path_pop(loader, mark);
+}
+
+/* Turns each tier's directly included tiers into everything it grants, itself included. */
+static void close_tier_grants(struct config *config)
+{
+    for (size_t i = 0; i < config->tier_count; i++)
+        config->tiers[i].grants |= (uint64_t)1 << i;
+
+    int changed;
+    do {
+        changed = 0;
+        for (size_t i = 0; i < config->tier_count; i++) {
+            uint64_t grants = config->tiers[i].grants;
+            for (size_t j = 0; j < config->tier_count; j++) {
+                if (grants & ((uint64_t)1 << j))
+                    grants |= config->tiers[j].grants;
+            }
+            if (grants != config->tiers[i].grants) {
+                config->tiers[i].grants = grants;
+                changed = 1;
+            }
+        }
+    } while (changed);
+}
+
+static void load_tiers(struct loader *loader, const json_t *root, struct config *config)
+{
+    json_t *object = member(loader, root, "tiers", JSON_OBJECT, 1);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "tiers");
+    size_t count = json_object_size(object);
+    if (count == 0)
+        problem(loader, "must name at least one tier");
+    if (count > CONFIG_MAX_TIERS) {
+        problem(loader, "names %zu tiers; at most %d are allowed", count, CONFIG_MAX_TIERS);
+        count = CONFIG_MAX_TIERS;
+    }
+    config->tiers = calloc(count > 0 ? count : 1, sizeof *config->tiers);
+    if (config->tiers == NULL) {
+        problem(loader, "out of memory");
+        path_pop(loader, mark);
+        return;
+    }
+
+    /* Every name first, so that includes may name a tier defined further down. A tier
+     * with a bad name is kept, so that its queues are not also reported as unknown. */
+    void *iter = json_object_iter(object);
+    for (; iter != NULL && config->tier_count < count; iter = json_object_iter_next(object, iter)) {
+        const char *name = json_object_iter_key(iter);
+        size_t name_mark = path_push_key(loader, name);
+        if (!policy_tier_name_valid(name, strlen(name)))
+            problem(loader, "invalid tier name (1 to 64 of a-z, 0-9, _ and -, starting with a "
+                            "letter)");
+        expect_type(loader, json_object_iter_value(iter), JSON_OBJECT);
+        path_pop(loader, name_mark);
+
+        char *copy = copy_string(loader, name, strlen(name));
+        if (copy != NULL)
+            config->tiers[config->tier_count++].name = copy;
+    }
+
+    for (size_t i = 0; i < config->tier_count; i++) {
+        const json_t *tier_object = json_object_get(object, config->tiers[i].name);
+        if (!json_is_object(tier_object))
+            continue;
+        size_t tier_mark = path_push_key(loader, config->tiers[i].name);
+        load_tier_includes(loader, tier_object, config, i);
+        path_pop(loader, tier_mark);
+    }
+    close_tier_grants(config);
+    path_pop(loader, mark);
+}
+
+/* Whether the string elements before index of array include text. */
+static int string_seen(const json_t *array, size_t index, const char *text)
+{
+    for (size_t i = 0; i < index; i++) {
+        const json_t *other = json_array_get(array, i);
+        if (json_is_string(other) && strcmp(json_string_value(other), text) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Reads the member key, a non-empty array of distinct strings, into a malloc'd array of
+ * copies. Each string is checked by valid(); what describes the rule for a message.
+ * Returns the number read; *out is NULL when there is nothing to read.
+ */
+static size_t read_name_list(struct loader *loader, const json_t *object, const char *key,
+                             int (*valid)(const char *, size_t), const char *what, char ***out)
+{
+    char quoted[QUOTE_BUFFER_BYTES];
+    json_t *array = member(loader, object, key, JSON_ARRAY, 1);
+    *out = NULL;
+    if (array == NULL)
+        return 0;
+
+    size_t mark = path_push_key(loader, key);
+    size_t total = json_array_size(array);
+    if (total == 0)
+        problem(loader, "must not be empty");
+    char **names = calloc(total > 0 ? total : 1, sizeof *names);
+    if (names == NULL) {
+        problem(loader, "out of memory");
+        path_pop(loader, mark);
+        return 0;
+    }
+
+    size_t count = 0;
+    for (size_t i = 0; i < total; i++) {
+        const json_t *item = json_array_get(array, i);
+        size_t item_mark = path_push_index(loader, i);
+        if (expect_type(loader, item, JSON_STRING)) {
+            const char *name = json_string_value(item);
+            size_t len = json_string_length(item);
+            if (!valid(name, len))
+                problem(loader, "%s is not %s", quote(quoted, name, len), what);
+            else if (string_seen(array, i, name))
+                problem(loader, "duplicate %s", quote(quoted, name, len));
+            else if ((names[count] = strndup(name, len)) == NULL)
+                problem(loader, "out of memory");
+            else
+                count++;
+        }
+        path_pop(loader, item_mark);
+    }
+    path_pop(loader, mark);
+    *out = names;
+    return count;
+}
+
+/* Tenant names come from tokens and are compared exactly; "*" is checked separately. */
+static int valid_tenant(const char *name, size_t len)
+{
+    if (len == 0 || len > AUTH_MAX_TENANT_BYTES)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static void load_queue_tenants(struct loader *loader, const json_t *object,
+                               struct config_queue *queue)
+{
+    const json_t *tenants = json_object_get(object, "tenants");
+
+    /* "*" alone means any tenant; mixed with names it would be ambiguous. */
+    if (json_is_array(tenants) && json_array_size(tenants) == 1 &&
+        json_is_string(json_array_get(tenants, 0)) &&
+        strcmp(json_string_value(json_array_get(tenants, 0)), ANY_TENANT) == 0) {
+        queue->any_tenant = 1;
+        return;
+    }
+    for (size_t i = 0; json_is_array(tenants) && i < json_array_size(tenants); i++) {
+        const json_t *item = json_array_get(tenants, i);
+        if (json_is_string(item) && strcmp(json_string_value(item), ANY_TENANT) == 0) {
+            size_t mark = path_push_key(loader, "tenants");
+            size_t item_mark = path_push_index(loader, i);
+            problem(loader, "\"*\" (any tenant) must be the only entry");
+            path_pop(loader, item_mark);
+            path_pop(loader, mark);
+        }
+    }
+    queue->tenant_count =
+        read_name_list(loader, object, "tenants", valid_tenant,
+                       "a tenant (1 to 128 bytes, no control characters)", &queue->tenants);
+}
+
+static void load_queue_body_limit(struct loader *loader, const json_t *object,
+                                  const struct config *config, struct config_queue *queue)
+{
+    json_int_t body;
+    queue->max_body_bytes = config->limits.max_body_bytes;
+    if (read_integer(loader, object, "max_body_bytes", 1, 64 * MIB, &body) != 1)
+        return;
+    if (loader->body_limit_valid && (size_t)body > config->limits.max_body_bytes)
+        problem_at(loader, "max_body_bytes", "%lld is above $.limits.max_body_bytes (%zu)",
+                   (long long)body, config->limits.max_body_bytes);
+    else
+        queue->max_body_bytes = (size_t)body;
+}
+
+static void load_queue(struct loader *loader, const json_t *object, struct config *config,
+                       struct config_queue *queue)
+{
+    static const char *const keys[] = {"tier", "classes", "tenants", "max_body_bytes", NULL};
+
+    check_keys(loader, (json_t *)object, keys);
+    const char *tier = read_string(loader, object, "tier", 1);
+    if (tier != NULL) {
+        long index = find_tier(config, tier);
+        char quoted[QUOTE_BUFFER_BYTES];
+        if (index < 0)
+            problem_at(loader, "tier", "unknown tier %s", quote(quoted, tier, strlen(tier)));
+        else
+            queue->tier = (size_t)index;
+    }
+    queue->class_count = read_name_list(
+        loader, object, "classes", policy_class_name_valid,
+        "a class name (a Ruby constant path such as Billing::SendInvoice, at most 128 bytes)",
+        &queue->classes);
+    load_queue_tenants(loader, object, queue);
+    load_queue_body_limit(loader, object, config, queue);
+}
+
+static void load_queues(struct loader *loader, const json_t *root, struct config *config)
+{
+    json_t *object = member(loader, root, "queues", JSON_OBJECT, 1);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "queues");
+    size_t count = json_object_size(object);
+    if (count == 0)
+        problem(loader, "must name at least one queue");
+    config->queues = calloc(count > 0 ? count : 1, sizeof *config->queues);
+    if (config->queues == NULL) {
+        problem(loader, "out of memory");
+        path_pop(loader, mark);
+        return;
+    }
+
+    for (void *iter = json_object_iter(object); iter != NULL;
+         iter = json_object_iter_next(object, iter)) {
+        const char *name = json_object_iter_key(iter);
+        const json_t *queue_object = json_object_iter_value(iter);
+        size_t queue_mark = path_push_key(loader, name);
+        if (!policy_queue_name_valid(name, strlen(name)))
+            problem(loader, "invalid queue name (1 to 64 of a-z, 0-9, _ and -, starting with a "
+                            "letter or a digit)");
+        if (expect_type(loader, queue_object, JSON_OBJECT)) {
+            struct config_queue *queue = &config->queues[config->queue_count++];
+            queue->name = copy_string(loader, name, strlen(name));
+            load_queue(loader, queue_object, config, queue);
+        }
+        path_pop(loader, queue_mark);
+    }
+    path_pop(loader, mark);
+}
+
+static void set_string_defaults(struct loader *loader, struct config *config)
+{
+    set_string_default(loader, &config->redis.host, DEFAULT_REDIS_HOST);
+    set_string_default(loader, &config->redis.namespace_, DEFAULT_REDIS_NAMESPACE);
+    set_string_default(loader, &config->auth.tenant_claim, DEFAULT_TENANT_CLAIM);
+}
+
+static void load_root(struct loader *loader, json_t *root, struct config *config)
+{
+    static const char *const keys[] = {"threads", "listen", "limits", "redis",
+                                       "auth",    "tiers",  "queues", NULL};
+
+    if (!expect_type(loader, root, JSON_OBJECT))
+        return;
+    check_keys(loader, root, keys);
+
+    /* Limits come before the queues, whose own body limits may not exceed the global one;
+     * tiers come before the queues that name them. */
+    load_threads(loader, root, config);
+    load_limits(loader, root, config);
+    load_listen(loader, root, config);
+    load_redis(loader, root, config);
+    load_auth(loader, root, config);
+    load_tiers(loader, root, config);
+    load_queues(loader, root, config);
+    set_string_defaults(loader, config);
+}
+
+/*
+ * Reads and parses the file; returns NULL after reporting where it failed. The file is
+ * read whole, with a cap, rather than through stdio, so that no failure goes unseen:
+ * stdio quietly falls back to unbuffered reads when it cannot allocate.
+ */
+static json_t *parse_file(struct loader *loader)
+{
+    unsigned char *text;
+    size_t text_len;
+    const char *reason;
+    if (read_small_file(loader->file, CONFIG_FILE_MAX_BYTES, &text, &text_len, &reason) != 0) {
+        char message[MESSAGE_MAX_BYTES];
+        snprintf(message, sizeof message, "%s: cannot read: %s", loader->file, reason);
+        report_message(loader, message);
+        return NULL;
+    }
+
+    /* Limitation: jansson 2.14's parser does not survive a failed allocation (an assert
+     * in its lexer, a double free in its object parser), so memory exhaustion during a
+     * reload can end the process rather than be reported. */
+    json_error_t error;
+    json_t *root = json_loadb((const char *)text, text_len, JSON_REJECT_DUPLICATES, &error);
+    free(text);
+    if (root == NULL) {
+        char message[MESSAGE_MAX_BYTES];
+        snprintf(message, sizeof message, "%s: line %d, column %d: %s", loader->file, error.line,
+                 error.column, error.text);
+        report_message(loader, message);
+    }
+    return root;
+}
+
+struct config *config_load(const char *path, config_report_fn report, void *report_data)
+{
+    struct loader loader = {
+        .file = path,
+        .report = report,
+        .report_data = report_data,
+        .path = "$",
+        .path_len = 1,
+        .body_limit_valid = 1,
+    };
+    const char *slash = strrchr(path, '/');
+    loader.directory_len = slash != NULL ? (size_t)(slash - path) + 1 : 0;
+
+    struct config *config = calloc(1, sizeof *config);
+    if (config == NULL) {
+        problem(&loader, "out of memory");
+        return NULL;
+    }
+    set_defaults(config);
+    config->path = strdup(path);
+    if (config->path == NULL)
+        problem(&loader, "out of memory");
+
+    json_t *root = parse_file(&loader);
+    if (root != NULL) {
+        load_root(&loader, root, config);
+        json_decref(root);
+    }
+
+    if (loader.problems > 0) {
+        config_free(config);
+        return NULL;
+    }
+    return config;
+}
+
+static void free_strings(char **strings, size_t count)
+{
+    if (strings == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(strings[i]);
+    free(strings);
+}
+
+void config_free(struct config *config)
+{
+    if (config == NULL)
+        return;
+
+    free(config->path);
+    free(config->cleartext.host);
+    free(config->tls.address.host);
+    free(config->tls.certificate_file);
+    free(config->tls.key_file);
+
+    free(config->redis.host);
+    free(config->redis.username);
+    if (config->redis.password != NULL)
+        wipe_and_free(config->redis.password, strlen(config->redis.password));
+    free(config->redis.namespace_);
+
+    free(config->auth.issuer);
+    free(config->auth.audience);
+    free(config->auth.tenant_claim);
+    for (size_t i = 0; i < config->auth.key_count; i++) {
+        free(config->auth.keys[i].kid);
+        free(config->auth.keys[i].alg);
+        free(config->auth.keys[i].file);
+    }
+    free(config->auth.keys);
+    auth_keyring_free(config->auth.keyring);
+
+    for (size_t i = 0; i < config->tier_count; i++)
+        free(config->tiers[i].name);
+    free(config->tiers);
+
+    for (size_t i = 0; i < config->queue_count; i++) {
+        struct config_queue *queue = &config->queues[i];
+        free(queue->name);
+        free_strings(queue->classes, queue->class_count);
+        free_strings(queue->tenants, queue->tenant_count);
+    }
+    free(config->queues);
+    free(config);
+}
+
+/* A linear search: a config names few queues, and a short memcmp per queue is cheap. */
+const struct config_queue *config_find_queue(const struct config *config, const char *name,
+                                             size_t len)
+{
+    if (config == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < config->queue_count; i++) {
+        const char *queue_name = config->queues[i].name;
+        if (queue_name != NULL && strlen(queue_name) == len && memcmp(queue_name, name, len) == 0)
+            return &config->queues[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,118 @@
+/*
+ * config: the gateway's configuration, loaded from one JSON file.
+ *
+ * A loaded config is immutable and owned by whoever called config_load(); every
+ * path in it is already resolved against the config file's directory, and every
+ * key file it names is already read into the keyring. Loading checks everything it
+ * can and reports every problem it finds, each as "FILE: $.json.path: reason".
+ */
+#ifndef JOBGATE_CONFIG_H
+#define JOBGATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+
+#define CONFIG_MAX_TIERS 64
+
+struct config_listener {
+    char *host; /* NULL when the listener is disabled */
+    uint16_t port;
+};
+
+struct config_tls_listener {
+    struct config_listener address;
+    char *certificate_file;
+    char *key_file;
+};
+
+struct config_tier {
+    char *name;
+    /* Bit i set: a scope for this tier also grants tier i. Always includes itself. */
+    uint64_t grants;
+};
+
+struct config_queue {
+    char *name;
+    size_t tier; /* index into config.tiers */
+    char **classes;
+    size_t class_count;
+    char **tenants; /* empty when any_tenant is set */
+    size_t tenant_count;
+    int any_tenant;        /* "tenants": ["*"] */
+    size_t max_body_bytes; /* never above config.limits.max_body_bytes */
+};
+
+struct config_limits {
+    size_t max_body_bytes;       /* also the HTTP layer's own body cap */
+    uint64_t request_timeout_ms; /* HTTP/1.1 request timeout */
+    uint64_t idle_timeout_ms;    /* HTTP/2 idle timeout */
+    uint64_t handshake_timeout_ms;
+};
+
+struct config_redis {
+    char *host;
+    uint16_t port;
+    char *username; /* NULL: default user */
+    char *password; /* read from password_file; NULL when not configured */
+    char *namespace_;
+    uint64_t connect_timeout_ms;
+    uint64_t command_timeout_ms;
+    uint64_t reconnect_min_ms;
+    uint64_t reconnect_max_ms;
+    size_t max_in_flight; /* per event loop */
+};
+
+/* A verification key as the config names it; its material is in the keyring. */
+struct config_key {
+    char *kid;
+    char *alg;
+    char *file; /* resolved path */
+};
+
+struct config_auth {
+    char *issuer;
+    char *audience;
+    int64_t leeway_seconds;
+    char *tenant_claim;
+    size_t token_cache_entries; /* per event loop */
+    struct config_key *keys;
+    size_t key_count;
+    struct auth_keyring *keyring;
+};
+
+struct config {
+    char *path;
+    unsigned threads;
+    struct config_listener cleartext;
+    struct config_tls_listener tls;
+    struct config_limits limits;
+    struct config_redis redis;
+    struct config_auth auth;
+    struct config_tier *tiers;
+    size_t tier_count;
+    struct config_queue *queues;
+    size_t queue_count;
+};
+
+/*
+ * A callback that receives one problem found while loading, already formatted as
+ * "FILE: $.json.path: reason". Loading goes on after a problem so that every one
+ * is reported.
+ */
+typedef void (*config_report_fn)(void *data, const char *message);
+
+/*
+ * Loads and checks the config at path. Returns a config owned by the caller (free it
+ * with config_free), or NULL after reporting at least one problem through report.
+ */
+struct config *config_load(const char *path, config_report_fn report, void *report_data);
+
+void config_free(struct config *config);
+
+/* The queue with this name, or NULL. name need not be NUL-terminated. */
+const struct config_queue *config_find_queue(const struct config *config, const char *name,
+                                             size_t len);
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * gateway: routing and the enqueue pipeline; see gateway.h.
+ *
+ * An enqueue owns one struct enqueue, allocated in the request's pool. Every step
+ * either passes or answers the request with a problem and stops; only the last step
+ * goes asynchronous, and its answer comes back in on_stored().
+ */
+#include "gateway.h"
+
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "envelope.h"
+#include "job.h"
+#include "log.h"
+#include "policy.h"
+#include "problem.h"
+#include "text.h"
+
+#define QUEUES_PREFIX "/v1/queues/"
+#define JOBS_SUFFIX "/jobs"
+#define ACCEPTED_MAX_BYTES 512
+
+struct enqueue {
+    struct worker *worker;
+    h2o_req_t *req;
+    uint64_t started_ns;
+    h2o_iovec_t queue_name;
+    const struct config_queue *queue;
+    struct principal principal;
+    int authenticated;
+    h2o_iovec_t class_name;
+    char job_id[ENVELOPE_JOB_ID_LEN + 1];
+    struct store_op *op; /* set while Redis has the write */
+};
+
+static struct worker *worker_of(h2o_req_t *req)
+{
+    return (struct worker *)req->conn->ctx;
+}
+
+static const char *protocol_of(h2o_req_t *req)
+{
+    int tls = req->scheme == &H2O_URL_SCHEME_HTTPS;
+
+    if (req->version >= 0x200)
+        return tls ? "h2" : "h2c";
+    return tls ? "https/1.1" : "http/1.1";
+}
+
+static void log_enqueue(struct enqueue *enqueue, int status, const char *problem)
+{
+    h2o_req_t *req = enqueue->req;
+    struct log_request entry = {
+        .method = "POST",
+        .path = req->path_normalized.base,
+        .path_len = req->path_normalized.len,
+        .protocol = protocol_of(req),
+        .tenant = enqueue->authenticated ? enqueue->principal.tenant : NULL,
+        .subject = enqueue->authenticated ? enqueue->principal.subject : NULL,
+        .queue = enqueue->queue != NULL ? enqueue->queue->name : NULL,
+        .queue_len = enqueue->queue != NULL ? strlen(enqueue->queue->name) : 0,
+        .class_name = enqueue->class_name.base,
+        .class_len = enqueue->class_name.len,
+        .job_id = enqueue->job_id[0] != '\0' ? enqueue->job_id : NULL,
+        .status = status,
+        .problem = problem,
+        .bytes = req->entity.len,
+        .latency_us = (uv_hrtime() - enqueue->started_ns) / 1000,
+    };
+    log_request(&entry);
+}
+
+/* Answers the enqueue with a problem and writes its audit line. Always returns -1. */
+static int reject(struct enqueue *enqueue, enum problem_kind kind, const char *detail)
+{
+    log_enqueue(enqueue, problem_status(kind), problem_type(kind));
+    problem_send(enqueue->req, kind, detail);
+    return -1;
+}
+
+/* Step 3: the bearer token. */
+static int authenticate(struct enqueue *enqueue)
+{
+    static const char scheme[] = "Bearer ";
+    struct worker *worker = enqueue->worker;
+    h2o_req_t *req = enqueue->req;
+    ssize_t index = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    enum auth_status status = AUTH_MISSING;
+
+    if (index >= 0) {
+        h2o_iovec_t value = req->headers.entries[index].value;
+        if (value.len > sizeof(scheme) - 1 &&
+            strncasecmp(value.base, scheme, sizeof(scheme) - 1) == 0)
+            status = auth_verify(&worker->auth_settings, worker->auth_cache,
+                                 value.base + sizeof(scheme) - 1, value.len - (sizeof(scheme) - 1),
+                                 (int64_t)time(NULL), &enqueue->principal);
+    }
+    if (status != AUTH_OK)
+        return reject(enqueue, PROBLEM_INVALID_TOKEN, auth_status_reason(status));
+    enqueue->authenticated = 1;
+    return 0;
+}
+
+/* Step 4: the queue exists, and the token and tenant may use it. */
+static int authorize(struct enqueue *enqueue)
+{
+    const struct config *config = enqueue->worker->config;
+
+    enqueue->queue =
+        config_find_queue(config, enqueue->queue_name.base, enqueue->queue_name.len);
+    if (enqueue->queue == NULL)
+        return reject(enqueue, PROBLEM_UNKNOWN_QUEUE, "no queue by that name");
+
+    switch (policy_authorize(config, enqueue->queue, &enqueue->principal)) {
+    case POLICY_OK:
+        return 0;
+    case POLICY_TENANT_FORBIDDEN:
+        return reject(enqueue, PROBLEM_INSUFFICIENT_SCOPE, "tenant may not use this queue");
+    default:
+        return reject(enqueue, PROBLEM_INSUFFICIENT_SCOPE,
+                      "no scope grants this queue or its tier");
+    }
+}
+
+/* Whether a Content-Type value is application/json, charset UTF-8 if one is named. */
+static int is_json_media_type(h2o_iovec_t value)
+{
+    static const char json[] = "application/json";
+    size_t len = sizeof(json) - 1;
+    const char *rest, *end = value.base + value.len;
+
+    if (value.len < len || strncasecmp(value.base, json, len) != 0)
+        return 0;
+    for (rest = value.base + len; rest < end && (*rest == ' ' || *rest == '\t'); rest++)
+        ;
+    if (rest == end)
+        return 1;
+    if (*rest != ';')
+        return 0;
+    for (rest++; rest < end && (*rest == ' ' || *rest == '\t'); rest++)
+        ;
+    return (size_t)(end - rest) == 13 && strncasecmp(rest, "charset=utf-8", 13) == 0;
+}
+
+/* Step 5: the body's size and media type. */
+static int check_body(struct enqueue *enqueue)
+{
+    h2o_req_t *req = enqueue->req;
+    ssize_t index;
+
+    if (req->entity.len > enqueue->queue->max_body_bytes)
+        return reject(enqueue, PROBLEM_PAYLOAD_TOO_LARGE,
+                      "request body exceeds this queue's limit");
+    index = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (index < 0 || !is_json_media_type(req->headers.entries[index].value))
+        return reject(enqueue, PROBLEM_UNSUPPORTED_MEDIA_TYPE, NULL);
+    return 0;
+}
+
+/* Step 7, and the class check of step 4 that needs the parsed body. */
+static int parse_job(struct enqueue *enqueue, struct job *job)
+{
+    h2o_req_t *req = enqueue->req;
+    const char *detail;
+
+    switch (job_parse(req->entity.base, req->entity.len, job, &detail)) {
+    case JOB_OK:
+        break;
+    case JOB_MALFORMED_JSON:
+        return reject(enqueue, PROBLEM_MALFORMED_JSON, detail);
+    default:
+        return reject(enqueue, PROBLEM_INVALID_JOB, detail);
+    }
+
+    if (policy_class_name_valid(job->class_name, job->class_len))
+        enqueue->class_name = h2o_strdup(&req->pool, job->class_name, job->class_len);
+    if (policy_class_allowed(enqueue->queue, job->class_name, job->class_len) != POLICY_OK) {
+        job_release(job);
+        return reject(enqueue, PROBLEM_UNKNOWN_CLASS, "class not allowed on this queue");
+    }
+    return 0;
+}
+
+static void respond_accepted(struct enqueue *enqueue)
+{
+    char buffer[ACCEPTED_MAX_BYTES];
+    struct text body;
+    const char *json;
+
+    text_init(&body, buffer, sizeof(buffer));
+    text_append_str(&body, "{\"id\":\"");
+    text_append_str(&body, enqueue->job_id);
+    text_append_str(&body, "\",\"queue\":");
+    text_append_json_string(&body, enqueue->queue->name, strlen(enqueue->queue->name));
+    text_append_str(&body, ",\"class\":");
+    text_append_json_string(&body, enqueue->class_name.base, enqueue->class_name.len);
+    text_append_str(&body, "}");
+    json = text_finish(&body);
+
+    log_enqueue(enqueue, 202, NULL);
+    respond(enqueue->req, 202, "Accepted", "application/json", json, body.len);
+}
+
+/* Step 12, or the problem that replaces it: Redis has answered the write. */
+static void on_stored(void *data, enum store_status status)
+{
+    struct enqueue *enqueue = data;
+
+    enqueue->op = NULL;
+    switch (status) {
+    case STORE_OK:
+        respond_accepted(enqueue);
+        break;
+    case STORE_BUSY:
+        reject(enqueue, PROBLEM_OVERLOADED, "too many writes in flight; retry shortly");
+        break;
+    default:
+        reject(enqueue, PROBLEM_REDIS_UNAVAILABLE, "the job was not confirmed as written");
+        break;
+    }
+}
+
+/* Steps 10 and 11: build the payload and hand it to Redis. */
+static int store_job(struct enqueue *enqueue, struct job *job)
+{
+    enum store_status status;
+    char *payload;
+    size_t len;
+
+    envelope_new_job_id(enqueue->job_id);
+    payload = envelope_build(job, &len);
+    job_release(job);
+    if (payload == NULL)
+        return reject(enqueue, PROBLEM_REDIS_UNAVAILABLE, "out of memory");
+
+    enqueue->op = store_enqueue(enqueue->worker->store, enqueue->queue->name,
+                                strlen(enqueue->queue->name), payload, len, on_stored, enqueue,
+                                &status);
+    free(payload);
+    if (enqueue->op == NULL) {
+        on_stored(enqueue, status);
+        return -1;
+    }
+    return 0;
+}
+
+/* The request is gone (answered, or reset by the client): Redis's answer is not wanted. */
+static void on_enqueue_disposed(void *data)
+{
+    struct enqueue *enqueue = data;
+
+    if (enqueue->op != NULL)
+        store_op_cancel(enqueue->op);
+}
+
+static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
+{
+    struct enqueue *enqueue = h2o_mem_alloc_shared(&req->pool, sizeof(*enqueue),
+                                                   on_enqueue_disposed);
+    struct job job;
+
+    memset(enqueue, 0, sizeof(*enqueue));
+    enqueue->worker = worker_of(req);
+    enqueue->req = req;
+    enqueue->started_ns = uv_hrtime();
+    enqueue->queue_name = queue_name;
+
+    if (authenticate(enqueue) != 0 || authorize(enqueue) != 0 || check_body(enqueue) != 0 ||
+        parse_job(enqueue, &job) != 0)
+        return;
+    store_job(enqueue, &job);
+}
+
+static void respond_json(h2o_req_t *req, int status, const char *reason, const char *json)
+{
+    respond(req, status, reason, "application/json", json, strlen(json));
+}
+
+static void method_not_allowed(h2o_req_t *req, const char *allow)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+    problem_send(req, PROBLEM_METHOD_NOT_ALLOWED, NULL);
+}
+
+static int is_method(h2o_req_t *req, const char *method)
+{
+    return h2o_memis(req->method.base, req->method.len, method, strlen(method));
+}
+
+static int path_is(h2o_iovec_t path, const char *expected)
+{
+    return h2o_memis(path.base, path.len, expected, strlen(expected));
+}
+
+/*
+ * Matches "/v1/queues/{queue}/jobs" and sets *queue_name. The name is checked
+ * against the config later, after authentication, so that an unauthenticated
+ * caller cannot learn which queues exist.
+ */
+static int match_jobs_path(h2o_iovec_t path, h2o_iovec_t *queue_name)
+{
+    size_t prefix = sizeof(QUEUES_PREFIX) - 1, suffix = sizeof(JOBS_SUFFIX) - 1;
+
+    if (path.len <= prefix + suffix || memcmp(path.base, QUEUES_PREFIX, prefix) != 0 ||
+        memcmp(path.base + path.len - suffix, JOBS_SUFFIX, suffix) != 0)
+        return 0;
+    *queue_name = h2o_iovec_init(path.base + prefix, path.len - prefix - suffix);
+    return memchr(queue_name->base, '/', queue_name->len) == NULL;
+}
+
+int gateway_on_request(h2o_handler_t *handler, h2o_req_t *req)
+{
+    h2o_iovec_t path = req->path_normalized, queue_name;
+
+    (void)handler;
+    if (match_jobs_path(path, &queue_name)) {
+        if (!is_method(req, "POST"))
+            method_not_allowed(req, "POST");
+        else
+            enqueue_job(req, queue_name);
+    } else if (path_is(path, "/healthz")) {
+        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
+            method_not_allowed(req, "GET, HEAD");
+        else
+            respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
+    } else if (path_is(path, "/readyz")) {
+        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
+            method_not_allowed(req, "GET, HEAD");
+        else if (!store_ready(worker_of(req)->store))
+            problem_send(req, PROBLEM_REDIS_UNAVAILABLE, "not connected to Redis");
+        else
+            respond_json(req, 200, "OK", "{\"status\":\"ready\"}");
+    } else {
+        problem_send(req, PROBLEM_NOT_FOUND, NULL);
+    }
+    return 0;
+}
+
+int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop)
+{
+    worker->config = config;
+    worker->auth_settings = (struct auth_settings){
+        .issuer = config->auth.issuer,
+        .audience = config->auth.audience,
+        .leeway_seconds = config->auth.leeway_seconds,
+        .tenant_claim = config->auth.tenant_claim,
+        .keyring = config->auth.keyring,
+    };
+    worker->auth_cache = NULL;
+    if (config->auth.token_cache_entries > 0 &&
+        (worker->auth_cache = auth_cache_new(config->auth.token_cache_entries)) == NULL)
+        return -1;
+    worker->store = store_new(loop, &config->redis);
+    return worker->store != NULL ? 0 : -1;
+}
+
+void gateway_worker_dispose(struct worker *worker)
+{
+    store_free(worker->store);
+    auth_cache_free(worker->auth_cache);
+    worker->store = NULL;
+    worker->auth_cache = NULL;
+}

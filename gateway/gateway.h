@@ -1,0 +1,34 @@
+/*
+ * gateway: the request handler. Routes each request and walks an enqueue through
+ * the pipeline of SPEC section 2, one call per step.
+ *
+ * A worker is the state of one event loop: its HTTP context, its Redis store and its
+ * token cache. Nothing in it is shared between threads.
+ */
+#ifndef JOBGATE_GATEWAY_H
+#define JOBGATE_GATEWAY_H
+
+#include <h2o.h>
+
+#include "auth.h"
+#include "config.h"
+#include "store.h"
+
+struct worker {
+    h2o_context_t http; /* first, so a request's context leads back to its worker */
+    const struct config *config;
+    struct auth_settings auth_settings;
+    struct auth_cache *auth_cache;
+    struct store *store;
+};
+
+/* Prepares worker for config on loop. Returns 0, or -1 when out of memory. */
+int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop);
+
+/* Frees what gateway_worker_init made; the HTTP context is the transport's. */
+void gateway_worker_dispose(struct worker *worker);
+
+/* The h2o handler for every path. */
+int gateway_on_request(h2o_handler_t *handler, h2o_req_t *req);
+
+#endif

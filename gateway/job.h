@@ -1,0 +1,35 @@
+/*
+ * job: the job a producer submits, read from the request body with strict JSON.
+ *
+ * A job body is exactly {"class": "Name", "args": [...]}. Strict means: duplicate
+ * keys, invalid UTF-8, NUL characters and trailing data are refused, and the reason
+ * given never quotes the body.
+ */
+#ifndef JOBGATE_JOB_H
+#define JOBGATE_JOB_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum job_status {
+    JOB_OK = 0,
+    JOB_MALFORMED_JSON, /* the body is not strict JSON */
+    JOB_INVALID,        /* JSON, but not a job object */
+};
+
+struct job {
+    json_t *root;
+    const char *class_name; /* owned by root */
+    size_t class_len;
+    json_t *args; /* owned by root */
+};
+
+/*
+ * Parses body into job. On JOB_OK the caller owns job->root (release it with
+ * job_release); otherwise *detail is set to a fixed sentence and nothing is owned.
+ */
+enum job_status job_parse(const char *body, size_t len, struct job *job, const char **detail);
+
+void job_release(struct job *job);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * log: JSON lines on standard error; see log.h.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "text.h"
+
+#define LOG_LINE_MAX 2048
+
+static enum log_level minimum_level = LOG_INFO;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_set_level(enum log_level level)
+{
+    minimum_level = level;
+}
+
+static void begin_line(struct text *line, enum log_level level, const char *event)
+{
+    struct timeval now;
+    struct tm utc;
+    char stamp[32], fraction[4] = {'.'};
+    size_t stamp_len;
+    int milliseconds;
+
+    gettimeofday(&now, NULL);
+    gmtime_r(&now.tv_sec, &utc);
+    stamp_len = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &utc);
+
+    text_append_str(line, "{\"time\":\"");
+    text_append(line, stamp, stamp_len);
+    milliseconds = (int)(now.tv_usec / 1000);
+    fraction[1] = (char)('0' + milliseconds / 100);
+    fraction[2] = (char)('0' + milliseconds / 10 % 10);
+    fraction[3] = (char)('0' + milliseconds % 10);
+    text_append(line, fraction, sizeof(fraction));
+    text_append_str(line, "Z\",\"level\":\"");
+    text_append_str(line, level_names[level]);
+    text_append_str(line, "\",\"event\":");
+    text_append_json_string(line, event, strlen(event));
+}
+
+static void end_line(struct text *line)
+{
+    text_append(line, "}\n", 2);
+    if (line->overflowed)
+        return;
+    if (write(STDERR_FILENO, line->base, line->len) < 0) {
+        /* Nowhere left to report a failure to log. */
+    }
+}
+
+void log_message(enum log_level level, const char *event, const char *format, ...)
+{
+    char buffer[LOG_LINE_MAX], message[LOG_LINE_MAX / 2];
+    struct text line;
+    va_list args;
+    int len;
+
+    if (level < minimum_level)
+        return;
+
+    va_start(args, format);
+    len = vsnprintf(message, sizeof(message), format, args);
+    va_end(args);
+    if (len < 0)
+        return;
+    if ((size_t)len >= sizeof(message))
+        len = sizeof(message) - 1;
+
+    text_init(&line, buffer, sizeof(buffer));
+    begin_line(&line, level, event);
+    text_append_str(&line, ",\"message\":");
+    text_append_json_string(&line, message, (size_t)len);
+    end_line(&line);
+}
+
+static void append_field(struct text *line, const char *name, const char *value, size_t len)
+{
+    if (value == NULL)
+        return;
+    text_append_str(line, ",\"");
+    text_append_str(line, name);
+    text_append_str(line, "\":");
+    text_append_json_string(line, value, len);
+}
+
+void log_request(const struct log_request *entry)
+{
+    char buffer[LOG_LINE_MAX];
+    struct text line;
+
+    if (LOG_INFO < minimum_level)
+        return;
+
+    text_init(&line, buffer, sizeof(buffer));
+    begin_line(&line, entry->status < 500 ? LOG_INFO : LOG_WARN, "request");
+    append_field(&line, "method", entry->method, entry->method ? strlen(entry->method) : 0);
+    append_field(&line, "path", entry->path, entry->path_len);
+    append_field(&line, "protocol", entry->protocol,
+                 entry->protocol ? strlen(entry->protocol) : 0);
+    append_field(&line, "tenant", entry->tenant, entry->tenant ? strlen(entry->tenant) : 0);
+    append_field(&line, "subject", entry->subject, entry->subject ? strlen(entry->subject) : 0);
+    append_field(&line, "queue", entry->queue, entry->queue_len);
+    append_field(&line, "class", entry->class_name, entry->class_len);
+    append_field(&line, "job_id", entry->job_id, entry->job_id ? strlen(entry->job_id) : 0);
+    text_append_str(&line, ",\"status\":");
+    text_append_uint(&line, (uint64_t)entry->status);
+    append_field(&line, "problem", entry->problem, entry->problem ? strlen(entry->problem) : 0);
+    text_append_str(&line, ",\"bytes\":");
+    text_append_uint(&line, entry->bytes);
+    text_append_str(&line, ",\"latency_us\":");
+    text_append_uint(&line, entry->latency_us);
+    end_line(&line);
+}

@@ -1,0 +1,248 @@
+/*
+ * main: the jobgate command and its subcommands.
+ *
+ *   jobgate serve --config FILE
+ *   jobgate check-config --config FILE
+ *   jobgate token --config FILE [--kid KID] [--key FILE] [--tenant T] [--subject S]
+ *                 [--scope "tier:x queue:y"] [--ttl SECONDS]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "transport.h"
+
+#define KEY_FILE_MAX (64 * 1024)
+#define MAX_TOKEN_TTL (7 * 24 * 3600)
+
+static const char usage[] =
+    "usage: jobgate COMMAND [OPTIONS]\n"
+    "\n"
+    "commands:\n"
+    "  serve --config FILE           serve jobs to Redis until SIGTERM\n"
+    "  check-config --config FILE    report every problem in a config, or print ok\n"
+    "  token --config FILE [--kid KID] [--key PRIVATE_KEY_FILE] [--tenant TENANT]\n"
+    "        [--subject SUBJECT] [--scope \"tier:NAME queue:NAME\"] [--ttl SECONDS]\n"
+    "                                mint a test token for a key of the config\n"
+    "  version                       print the version\n";
+
+static void print_problem(void *data, const char *message)
+{
+    (void)data;
+    fprintf(stderr, "%s\n", message);
+}
+
+static struct config *load_config(const char *path)
+{
+    if (path == NULL) {
+        fprintf(stderr, "jobgate: --config FILE is required\n");
+        return NULL;
+    }
+    return config_load(path, print_problem, NULL);
+}
+
+/* Parses the only option serve and check-config take. */
+static const char *config_option(int argc, char **argv)
+{
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                            {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int option;
+
+    while ((option = getopt_long(argc, argv, "c:", options, NULL)) != -1) {
+        if (option != 'c')
+            return NULL;
+        path = optarg;
+    }
+    return path;
+}
+
+static int command_serve(int argc, char **argv)
+{
+    struct config *config = load_config(config_option(argc, argv));
+    int status;
+
+    if (config == NULL)
+        return 2;
+    status = transport_serve(config);
+    config_free(config);
+    return status;
+}
+
+static int command_check_config(int argc, char **argv)
+{
+    const char *path = config_option(argc, argv);
+    struct config *config = load_config(path);
+
+    if (config == NULL)
+        return 1;
+    printf("%s: ok (%zu queues, %zu tiers, %zu keys)\n", path, config->queue_count,
+           config->tier_count, config->auth.key_count);
+    config_free(config);
+    return 0;
+}
+
+/* Reads a whole key file of at most KEY_FILE_MAX bytes into a malloc'd buffer. */
+static unsigned char *read_key_file(const char *path, size_t *len)
+{
+    FILE *file = fopen(path, "rb");
+    unsigned char *buffer;
+
+    if (file == NULL) {
+        fprintf(stderr, "jobgate: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    buffer = malloc(KEY_FILE_MAX);
+    *len = buffer != NULL ? fread(buffer, 1, KEY_FILE_MAX, file) : 0;
+    if (buffer != NULL && (ferror(file) || !feof(file))) {
+        fprintf(stderr, "jobgate: cannot read %s: unreadable or over %d bytes\n", path,
+                KEY_FILE_MAX);
+        free(buffer);
+        buffer = NULL;
+    }
+    fclose(file);
+    return buffer;
+}
+
+struct token_request {
+    const char *config_path;
+    const char *kid;
+    const char *key_path;
+    const char *tenant;
+    const char *subject;
+    const char *scope;
+    long ttl;
+};
+
+static int parse_token_options(int argc, char **argv, struct token_request *request)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'}, {"kid", required_argument, NULL, 'k'},
+        {"key", required_argument, NULL, 'K'},    {"tenant", required_argument, NULL, 't'},
+        {"subject", required_argument, NULL, 's'}, {"scope", required_argument, NULL, 'S'},
+        {"ttl", required_argument, NULL, 'T'},    {NULL, 0, NULL, 0}};
+    int option;
+    char *end;
+
+    *request = (struct token_request){.tenant = "acme",
+                                      .subject = "developer",
+                                      .scope = "tier:critical tier:standard tier:bulk",
+                                      .ttl = 3600};
+    while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (option) {
+        case 'c': request->config_path = optarg; break;
+        case 'k': request->kid = optarg; break;
+        case 'K': request->key_path = optarg; break;
+        case 't': request->tenant = optarg; break;
+        case 's': request->subject = optarg; break;
+        case 'S': request->scope = optarg; break;
+        case 'T':
+            errno = 0;
+            request->ttl = strtol(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || request->ttl < 1 || request->ttl > MAX_TOKEN_TTL) {
+                fprintf(stderr, "jobgate: --ttl takes 1 to %d seconds\n", MAX_TOKEN_TTL);
+                return -1;
+            }
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static char *token_claims(const struct config *config, const struct token_request *request)
+{
+    time_t now = time(NULL);
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "iss", config->auth.issuer,
+                               "aud", config->auth.audience, "sub", request->subject,
+                               config->auth.tenant_claim, request->tenant, "scope",
+                               request->scope, "iat", (json_int_t)now, "exp",
+                               (json_int_t)(now + request->ttl));
+    char *text = claims != NULL ? json_dumps(claims, JSON_COMPACT) : NULL;
+
+    json_decref(claims);
+    return text;
+}
+
+static const struct config_key *find_key(const struct config *config, const char *kid)
+{
+    for (size_t i = 0; i < config->auth.key_count; i++) {
+        if (kid == NULL || strcmp(config->auth.keys[i].kid, kid) == 0)
+            return &config->auth.keys[i];
+    }
+    return NULL;
+}
+
+/* Signs with the config's own key file for HMAC keys, or with --key for the others. */
+static int command_token(int argc, char **argv)
+{
+    struct token_request request;
+    const struct config_key *key;
+    struct config *config;
+    unsigned char *material = NULL;
+    char *claims = NULL, *token = NULL;
+    const char *reason = "out of memory";
+    size_t len;
+    int status = 1;
+
+    if (parse_token_options(argc, argv, &request) != 0 ||
+        (config = load_config(request.config_path)) == NULL)
+        return 2;
+    key = find_key(config, request.kid);
+    if (key == NULL) {
+        fprintf(stderr, "jobgate: no key with kid %s in %s\n", request.kid, config->path);
+    } else if (strncmp(key->alg, "HS", 2) != 0 && request.key_path == NULL) {
+        fprintf(stderr, "jobgate: kid %s is %s: give its private key with --key FILE\n",
+                key->kid, key->alg);
+    } else if ((material = read_key_file(request.key_path ? request.key_path : key->file,
+                                         &len)) != NULL) {
+        claims = token_claims(config, &request);
+        token = claims ? auth_mint(key->alg, key->kid, material, len, claims, &reason) : NULL;
+        if (token == NULL) {
+            fprintf(stderr, "jobgate: cannot mint a token: %s\n", reason);
+        } else {
+            printf("%s\n", token);
+            status = 0;
+        }
+    }
+    if (material != NULL)
+        sodium_memzero(material, KEY_FILE_MAX);
+    free(material);
+    free(claims);
+    free(token);
+    config_free(config);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    const char *command = argc > 1 ? argv[1] : "help";
+
+    if (sodium_init() < 0) {
+        fprintf(stderr, "jobgate: libsodium failed to initialise\n");
+        return 1;
+    }
+    json_object_seed(0);
+
+    if (strcmp(command, "serve") == 0)
+        return command_serve(argc - 1, argv + 1);
+    if (strcmp(command, "check-config") == 0)
+        return command_check_config(argc - 1, argv + 1);
+    if (strcmp(command, "token") == 0)
+        return command_token(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0) {
+        printf("jobgate %s\n", JOBGATE_VERSION);
+        return 0;
+    }
+    fputs(usage, strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ? stdout : stderr);
+    return strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ? 0 : 2;
+}

@@ -1,0 +1,49 @@
+/*
+ * problem: every error answer, as RFC 9457 application/problem+json.
+ *
+ * Each kind of problem has one stable type URI, status and title. The detail is a
+ * fixed sentence chosen by the caller, never text copied from the request, so no
+ * error can echo a job argument or a secret back.
+ */
+#ifndef JOBGATE_PROBLEM_H
+#define JOBGATE_PROBLEM_H
+
+#include <h2o.h>
+
+enum problem_kind {
+    PROBLEM_NOT_FOUND,              /* 404: no such route */
+    PROBLEM_METHOD_NOT_ALLOWED,     /* 405 */
+    PROBLEM_INVALID_TOKEN,          /* 401 */
+    PROBLEM_INSUFFICIENT_SCOPE,     /* 403 */
+    PROBLEM_UNKNOWN_QUEUE,          /* 404 */
+    PROBLEM_PAYLOAD_TOO_LARGE,      /* 413 */
+    PROBLEM_UNSUPPORTED_MEDIA_TYPE, /* 415 */
+    PROBLEM_MALFORMED_JSON,         /* 400: not strict JSON */
+    PROBLEM_INVALID_JOB,            /* 400: JSON, but not a job object */
+    PROBLEM_UNKNOWN_CLASS,          /* 422 */
+    PROBLEM_REDIS_UNAVAILABLE,      /* 503 */
+    PROBLEM_OVERLOADED,             /* 503: too many writes in flight */
+    PROBLEM_KIND_COUNT
+};
+
+/* The stable type URI of a kind, e.g. "urn:jobgate:problem:invalid-token". */
+const char *problem_type(enum problem_kind kind);
+
+/* The HTTP status of a kind. */
+int problem_status(enum problem_kind kind);
+
+/*
+ * Sends the problem as the whole response to req, with the headers its kind calls
+ * for (WWW-Authenticate, Allow, Retry-After). detail must be a fixed or
+ * gateway-made string; it is copied into the request's pool.
+ */
+void problem_send(h2o_req_t *req, enum problem_kind kind, const char *detail);
+
+/*
+ * Sends body (copied into the request's pool) with status and content type, and a
+ * content-length, which h2o_send_inline does not set.
+ */
+void respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
+             const char *body, size_t len);
+
+#endif

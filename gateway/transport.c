@@ -1,0 +1,273 @@
+/*
+ * transport: sockets, TLS and threads; see transport.h.
+ *
+ * It owns the h2o global configuration, the TLS context, each thread's loop and
+ * listeners, and the signal handling of the serving process.
+ */
+#include "transport.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "log.h"
+
+#define LISTEN_BACKLOG 1024
+#define MAX_LISTENERS 2
+#define DRAIN_POLL_MS 20
+#define DRAIN_LIMIT_MS 10000
+
+struct listener {
+    uv_tcp_t handle;
+    h2o_accept_ctx_t accept;
+    int fd;
+};
+
+struct thread {
+    pthread_t id;
+    uv_loop_t loop;
+    struct worker worker;
+    struct listener listeners[MAX_LISTENERS];
+    size_t listener_count;
+    uv_async_t stop;
+    uv_timer_t drain;
+    uint64_t drain_deadline;
+};
+
+static const h2o_iovec_t alpn_protocols[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL}};
+
+static SSL_CTX *tls_context_new(const struct config_tls_listener *tls)
+{
+    SSL_CTX *context = SSL_CTX_new(TLS_server_method());
+
+    if (context == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+    SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(context, tls->certificate_file) != 1 ||
+        SSL_CTX_use_PrivateKey_file(context, tls->key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(context) != 1) {
+        char reason[256];
+        ERR_error_string_n(ERR_get_error(), reason, sizeof(reason));
+        log_message(LOG_ERROR, "tls", "cannot load %s and %s: %s", tls->certificate_file,
+                    tls->key_file, reason);
+        SSL_CTX_free(context);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(context, alpn_protocols);
+    return context;
+}
+
+/*
+ * Opens one listening socket on address. Each thread gets its own socket on the same
+ * address; SO_REUSEPORT lets the kernel spread connections between them.
+ */
+static int open_listening_socket(const struct config_listener *address)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *found;
+    char port[8];
+    int fd, on = 1, error;
+
+    snprintf(port, sizeof(port), "%u", (unsigned)address->port);
+    error = getaddrinfo(address->host, port, &hints, &found);
+    if (error != 0) {
+        log_message(LOG_ERROR, "listen", "cannot resolve %s: %s", address->host,
+                    gai_strerror(error));
+        return -1;
+    }
+    fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        log_message(LOG_ERROR, "listen", "cannot listen on %s:%u: %s", address->host,
+                    (unsigned)address->port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(found);
+    return fd;
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    struct listener *listener = (struct listener *)server;
+    uv_tcp_t *connection;
+    h2o_socket_t *sock;
+
+    if (status != 0)
+        return;
+    connection = malloc(sizeof(*connection));
+    if (connection == NULL)
+        return;
+    uv_tcp_init(server->loop, connection);
+    if (uv_accept(server, (uv_stream_t *)connection) != 0) {
+        uv_close((uv_handle_t *)connection, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(connection, 1);
+    sock = h2o_uv_socket_create((uv_stream_t *)connection, (uv_close_cb)free);
+    h2o_accept(&listener->accept, sock);
+}
+
+static void on_drain_tick(uv_timer_t *timer)
+{
+    struct thread *thread = timer->data;
+
+    if (store_writes_in_flight(thread->worker.store) == 0 ||
+        uv_now(&thread->loop) >= thread->drain_deadline)
+        uv_stop(&thread->loop);
+}
+
+/* Stops accepting, then stops the loop once Redis has answered every write. */
+static void on_stop(uv_async_t *async)
+{
+    struct thread *thread = async->data;
+
+    for (size_t i = 0; i < thread->listener_count; i++)
+        uv_close((uv_handle_t *)&thread->listeners[i].handle, NULL);
+    thread->drain_deadline = uv_now(&thread->loop) + DRAIN_LIMIT_MS;
+    uv_timer_init(&thread->loop, &thread->drain);
+    thread->drain.data = thread;
+    uv_timer_start(&thread->drain, on_drain_tick, 0, DRAIN_POLL_MS);
+}
+
+static void *run_thread(void *data)
+{
+    struct thread *thread = data;
+
+    uv_run(&thread->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int start_listening(struct thread *thread)
+{
+    for (size_t i = 0; i < thread->listener_count; i++) {
+        struct listener *listener = &thread->listeners[i];
+        uv_tcp_init(&thread->loop, &listener->handle);
+        if (uv_tcp_open(&listener->handle, listener->fd) != 0 ||
+            uv_listen((uv_stream_t *)&listener->handle, LISTEN_BACKLOG, on_accept) != 0) {
+            log_message(LOG_ERROR, "listen", "cannot accept on a listening socket");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int add_listener(struct thread *thread, const struct config_listener *address,
+                        SSL_CTX *tls, h2o_globalconf_t *globalconf)
+{
+    struct listener *listener = &thread->listeners[thread->listener_count];
+
+    listener->fd = open_listening_socket(address);
+    if (listener->fd < 0)
+        return -1;
+    listener->accept.ctx = &thread->worker.http;
+    listener->accept.hosts = globalconf->hosts;
+    listener->accept.ssl_ctx = tls;
+    thread->listener_count++;
+    return 0;
+}
+
+static int thread_init(struct thread *thread, const struct config *config,
+                       h2o_globalconf_t *globalconf, SSL_CTX *tls)
+{
+    uv_loop_init(&thread->loop);
+    h2o_context_init(&thread->worker.http, &thread->loop, globalconf);
+    if (gateway_worker_init(&thread->worker, config, &thread->loop) != 0)
+        return -1;
+    if (config->cleartext.host != NULL &&
+        add_listener(thread, &config->cleartext, NULL, globalconf) != 0)
+        return -1;
+    if (tls != NULL && add_listener(thread, &config->tls.address, tls, globalconf) != 0)
+        return -1;
+    uv_async_init(&thread->loop, &thread->stop, on_stop);
+    thread->stop.data = thread;
+    return start_listening(thread);
+}
+
+static void configure_http(h2o_globalconf_t *globalconf, const struct config *config)
+{
+    h2o_hostconf_t *host;
+    h2o_pathconf_t *path;
+    h2o_handler_t *handler;
+
+    h2o_config_init(globalconf);
+    globalconf->server_name = h2o_iovec_init(H2O_STRLIT("jobgate"));
+    globalconf->max_request_entity_size = config->limits.max_body_bytes;
+    globalconf->http1.req_timeout = config->limits.request_timeout_ms;
+    globalconf->http2.idle_timeout = config->limits.idle_timeout_ms;
+    globalconf->handshake_timeout = config->limits.handshake_timeout_ms;
+
+    host = h2o_config_register_host(globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    path = h2o_config_register_path(host, "/", 0);
+    handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = gateway_on_request;
+}
+
+/* Waits for a stop signal; SIGHUP is logged and ignored. */
+static void wait_for_stop_signal(const sigset_t *signals)
+{
+    int signal_number;
+
+    for (;;) {
+        if (sigwait(signals, &signal_number) != 0)
+            continue;
+        if (signal_number != SIGHUP)
+            break;
+        /* Limitation: configuration is read at start only; SIGHUP does not reload it. */
+        log_message(LOG_WARN, "signal", "SIGHUP ignored: restart jobgate to load a new config");
+    }
+    log_message(LOG_INFO, "signal", "%s received, draining", strsignal(signal_number));
+}
+
+int transport_serve(const struct config *config)
+{
+    static h2o_globalconf_t globalconf;
+    struct thread *threads;
+    SSL_CTX *tls = NULL;
+    sigset_t signals;
+    unsigned started = 0;
+
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    configure_http(&globalconf, config);
+    if (config->tls.address.host != NULL && (tls = tls_context_new(&config->tls)) == NULL)
+        return 1;
+    threads = calloc(config->threads, sizeof(*threads));
+    if (threads == NULL)
+        return 1;
+
+    for (; started < config->threads; started++) {
+        struct thread *thread = &threads[started];
+        if (thread_init(thread, config, &globalconf, tls) != 0 ||
+            pthread_create(&thread->id, NULL, run_thread, thread) != 0)
+            break;
+    }
+    if (started == config->threads) {
+        log_message(LOG_INFO, "serve", "serving with %u threads", config->threads);
+        wait_for_stop_signal(&signals);
+    }
+
+    for (unsigned i = 0; i < started; i++)
+        uv_async_send(&threads[i].stop);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(threads[i].id, NULL);
+    /* The loops hold live connections; the process exits right after this, so they stay. */
+    return started == config->threads ? 0 : 1;
+}

@@ -1,0 +1,1505 @@
+/*
+ * Unit tests for config: a config that loads means what it says, and every problem in
+ * one that does not is reported with the file and the JSON path it concerns.
+ *
+ * Each test works in its own temporary directory, holding the config file and the key
+ * files it names. Configs are built from a valid base document that a test changes in
+ * one place, so each test shows the one thing it is about.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define MAX_MESSAGES 64
+#define HMAC_SECRET_BYTES 32
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+/*
+ * A failing allocator: while armed, the allocation numbered failing_allocation (from 0)
+ * fails, so a test can walk config_load through every allocation it makes. What armed
+ * runs allocate is tracked until freed, so a failure path that leaks is caught without
+ * valgrind, which redirects these functions and so disarms them. Only blocks allocated
+ * by this program's own code, directly or through libc (strdup), are tracked: libraries
+ * such as OpenSSL keep caches that live until exit. It wraps the allocator found next
+ * in the link order; the sanitizers bring their own allocator and their own checks, so
+ * under them it is left out and its test skipped.
+ */
+#ifndef SANITIZED
+/* volatile: the compiler takes strdup() and friends for builtins that read no globals,
+ * and would otherwise drop the stores that disarm the allocator around them. */
+static volatile int allocator_armed;
+static long allocations_made;
+static long failing_allocation = -1;
+
+#define TRACKED_MAX 4096
+
+static void *(*next_malloc)(size_t);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+static void (*next_free)(void *);
+
+static void *tracked[TRACKED_MAX];
+static size_t tracked_count;
+static int tracking_overflowed;
+
+/* dlsym() may allocate while it resolves the real allocator; this serves it until then. */
+static unsigned char bootstrap_arena[4096];
+static size_t bootstrap_used;
+static int resolving;
+
+static void *bootstrap_allocate(size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    if (size > sizeof bootstrap_arena - bootstrap_used)
+        return NULL;
+    void *block = bootstrap_arena + bootstrap_used;
+    bootstrap_used += size;
+    return block;
+}
+
+static int in_bootstrap_arena(const void *block)
+{
+    const unsigned char *byte = block;
+    return byte >= bootstrap_arena && byte < bootstrap_arena + sizeof bootstrap_arena;
+}
+
+static int resolve_allocator(void)
+{
+    if (next_free != NULL)
+        return 1;
+    if (resolving)
+        return 0;
+    resolving = 1;
+    next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    next_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    resolving = 0;
+    return next_free != NULL;
+}
+
+/* Whether code at address belongs to this program or to libc, not to another library. */
+static int is_own_code(const void *address)
+{
+    static void *program_base, *libc_base;
+    Dl_info info;
+
+    if (program_base == NULL && dladdr((void *)is_own_code, &info) != 0)
+        program_base = info.dli_fbase;
+    if (libc_base == NULL && dladdr((void *)next_free, &info) != 0)
+        libc_base = info.dli_fbase;
+    if (dladdr(address, &info) == 0)
+        return 0;
+    return info.dli_fbase == program_base || info.dli_fbase == libc_base;
+}
+
+static void track(void *block, const void *caller)
+{
+    if (block == NULL || !allocator_armed || !is_own_code(caller))
+        return;
+    if (tracked_count == TRACKED_MAX) {
+        tracking_overflowed = 1;
+        return;
+    }
+    tracked[tracked_count++] = block;
+}
+
+static int untrack(void *block)
+{
+    for (size_t i = 0; i < tracked_count; i++) {
+        if (tracked[i] == block) {
+            tracked[i] = tracked[--tracked_count];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int allocation_fails(void)
+{
+    if (!allocator_armed)
+        return 0;
+    if (allocations_made++ != failing_allocation)
+        return 0;
+    errno = ENOMEM;
+    return 1;
+}
+
+void *malloc(size_t size)
+{
+    if (!resolve_allocator())
+        return bootstrap_allocate(size);
+    if (allocation_fails())
+        return NULL;
+    void *block = next_malloc(size);
+    track(block, __builtin_return_address(0));
+    return block;
+}
+
+void *calloc(size_t count, size_t size)
+{
+    if (!resolve_allocator()) {
+        if (size != 0 && count > SIZE_MAX / size)
+            return NULL;
+        return bootstrap_allocate(count * size);
+    }
+    if (allocation_fails())
+        return NULL;
+    void *block = next_calloc(count, size);
+    track(block, __builtin_return_address(0));
+    return block;
+}
+
+void *realloc(void *block, size_t size)
+{
+    if (allocation_fails())
+        return NULL;
+    int was_tracked = block != NULL && untrack(block);
+    void *moved = next_realloc(block, size);
+    if (moved == NULL && was_tracked)
+        tracked[tracked_count++] = block;
+    else if (moved != NULL && was_tracked)
+        tracked[tracked_count++] = moved;
+    else
+        track(moved, __builtin_return_address(0));
+    return moved;
+}
+
+void free(void *block)
+{
+    if (block == NULL || in_bootstrap_arena(block) || !resolve_allocator())
+        return;
+    untrack(block);
+    next_free(block);
+}
+
+/* jansson's own allocations, which are never failed: see the test for why. */
+static void *jansson_malloc(size_t size)
+{
+    resolve_allocator();
+    return next_malloc(size);
+}
+
+static void jansson_free(void *block)
+{
+    if (block != NULL)
+        next_free(block);
+}
+#endif
+
+/* A temporary directory with a valid key file at keys/hs.key. */
+struct fixture {
+    char directory[64];
+    char config_path[256];
+    char *messages[MAX_MESSAGES];
+    size_t message_count;
+};
+
+static const char base_config[] =
+    "{"
+    "  \"threads\": 2,"
+    "  \"listen\": {\"cleartext\": \"127.0.0.1:8080\"},"
+    "  \"limits\": {\"max_body_bytes\": 1048576},"
+    "  \"redis\": {\"host\": \"127.0.0.1\", \"port\": 6379},"
+    "  \"auth\": {"
+    "    \"issuer\": \"https://auth.example.test\","
+    "    \"audience\": \"jobgate\","
+    "    \"keys\": [{\"kid\": \"one\", \"alg\": \"HS256\", \"file\": \"keys/hs.key\"}]"
+    "  },"
+    "  \"tiers\": {"
+    "    \"critical\": {\"includes\": []},"
+    "    \"standard\": {\"includes\": [\"bulk\"]},"
+    "    \"bulk\": {}"
+    "  },"
+    "  \"queues\": {"
+    "    \"invoices\": {\"tier\": \"critical\", \"classes\": [\"SendInvoice\"],"
+    "                   \"tenants\": [\"acme\"]},"
+    "    \"mailers\": {\"tier\": \"standard\","
+    "                  \"classes\": [\"SendWelcomeEmail\", \"Mail::SendPasswordReset\"],"
+    "                  \"tenants\": [\"*\"]},"
+    "    \"reports\": {\"tier\": \"bulk\", \"classes\": [\"BuildReport\"],"
+    "                  \"tenants\": [\"acme\", \"globex\"], \"max_body_bytes\": 65536}"
+    "  }"
+    "}";
+
+static void capture(void *data, const char *message)
+{
+    struct fixture *fixture = data;
+    assert_true(fixture->message_count < MAX_MESSAGES);
+
+    /* The test's own copy of a message is not one of the allocations under test. */
+#ifndef SANITIZED
+    int armed = allocator_armed;
+    allocator_armed = 0;
+#endif
+    fixture->messages[fixture->message_count] = strdup(message);
+#ifndef SANITIZED
+    allocator_armed = armed;
+#endif
+    assert_non_null(fixture->messages[fixture->message_count]);
+    fixture->message_count++;
+}
+
+static void write_file(const struct fixture *fixture, const char *relative, const void *content,
+                       size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", fixture->directory, relative);
+
+    /* Creates the directories below the fixture's, such as run/keys/. */
+    for (char *slash = path + strlen(fixture->directory) + 1; (slash = strchr(slash, '/'));
+         slash++) {
+        *slash = '\0';
+        assert_true(mkdir(path, 0700) == 0 || errno == EEXIST);
+        *slash = '/';
+    }
+
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    assert_int_equal(fwrite(content, 1, len, file), len);
+    assert_int_equal(fclose(file), 0);
+}
+
+static void write_text(const struct fixture *fixture, const char *relative, const char *text)
+{
+    write_file(fixture, relative, text, strlen(text));
+}
+
+static void write_secret(const struct fixture *fixture, const char *relative)
+{
+    unsigned char secret[HMAC_SECRET_BYTES];
+    assert_int_equal(getrandom(secret, sizeof secret, 0), (ssize_t)sizeof secret);
+    write_file(fixture, relative, secret, sizeof secret);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fixture = calloc(1, sizeof *fixture);
+    assert_non_null(fixture);
+    snprintf(fixture->directory, sizeof fixture->directory, "/tmp/jobgate-config-XXXXXX");
+    assert_non_null(mkdtemp(fixture->directory));
+    snprintf(fixture->config_path, sizeof fixture->config_path, "%s/config.json",
+             fixture->directory);
+    write_secret(fixture, "keys/hs.key");
+    *state = fixture;
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *status, int type, struct FTW *ftw)
+{
+    (void)status;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fixture = *state;
+    for (size_t i = 0; i < fixture->message_count; i++)
+        free(fixture->messages[i]);
+    assert_int_equal(nftw(fixture->directory, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+    free(fixture);
+    return 0;
+}
+
+static json_t *base_document(void)
+{
+    json_error_t error;
+    json_t *root = json_loads(base_config, JSON_REJECT_DUPLICATES, &error);
+    if (root == NULL)
+        fail_msg("base config: line %d: %s", error.line, error.text);
+    return root;
+}
+
+/* The object at a dotted path such as "queues.invoices" in root; "" is root itself. */
+static json_t *object_at(json_t *root, const char *dotted)
+{
+    json_t *object = root;
+    const char *at = dotted;
+    while (*at != '\0') {
+        const char *dot = strchr(at, '.');
+        size_t len = dot != NULL ? (size_t)(dot - at) : strlen(at);
+        char key[128];
+        assert_true(len < sizeof key);
+        memcpy(key, at, len);
+        key[len] = '\0';
+        object = json_object_get(object, key);
+        assert_non_null(object);
+        at += len;
+        if (*at == '.')
+            at++;
+    }
+    return object;
+}
+
+/* Sets member key of the object at dotted to value (a JSON text), or removes it (NULL). */
+static void set_member(json_t *root, const char *dotted, const char *key, const char *value)
+{
+    json_t *object = object_at(root, dotted);
+    if (value == NULL) {
+        assert_int_equal(json_object_del(object, key), 0);
+        return;
+    }
+    json_error_t error;
+    json_t *parsed = json_loads(value, JSON_DECODE_ANY, &error);
+    if (parsed == NULL)
+        fail_msg("test value %s: %s", value, error.text);
+    assert_int_equal(json_object_set_new(object, key, parsed), 0);
+}
+
+static void write_document(const struct fixture *fixture, json_t *root)
+{
+    assert_int_equal(json_dump_file(root, fixture->config_path, JSON_INDENT(2)), 0);
+    json_decref(root);
+}
+
+static struct config *load(struct fixture *fixture)
+{
+    return config_load(fixture->config_path, capture, fixture);
+}
+
+/* Loads a config that must not load, and checks that it reported at least one problem. */
+static void load_fails(struct fixture *fixture)
+{
+    struct config *config = load(fixture);
+    assert_null(config);
+    assert_true(fixture->message_count > 0);
+}
+
+/* Whether exactly "CONFIG_PATH: expected" was reported. */
+static int reported(const struct fixture *fixture, const char *expected)
+{
+    char message[1024];
+    snprintf(message, sizeof message, "%s: %s", fixture->config_path, expected);
+    for (size_t i = 0; i < fixture->message_count; i++) {
+        if (strcmp(fixture->messages[i], message) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void print_messages(const struct fixture *fixture)
+{
+    for (size_t i = 0; i < fixture->message_count; i++)
+        print_message("reported: %s\n", fixture->messages[i]);
+}
+
+static void assert_reported(const struct fixture *fixture, const char *expected)
+{
+    if (!reported(fixture, expected)) {
+        print_messages(fixture);
+        fail_msg("not reported: %s", expected);
+    }
+}
+
+/* The one problem reported is expected, and nothing else. */
+static void assert_only_problem(const struct fixture *fixture, const char *expected)
+{
+    assert_reported(fixture, expected);
+    if (fixture->message_count != 1) {
+        print_messages(fixture);
+        fail_msg("%zu problems reported, expected 1", fixture->message_count);
+    }
+}
+
+/* Writes the base config with one member changed, loads it and expects one problem. */
+static void expect_problem(struct fixture *fixture, const char *dotted, const char *key,
+                           const char *value, const char *expected)
+{
+    json_t *root = base_document();
+    set_member(root, dotted, key, value);
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_only_problem(fixture, expected);
+}
+
+static void test_base_config_loads(void **state)
+{
+    struct fixture *fixture = *state;
+    write_document(fixture, base_document());
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    assert_int_equal(fixture->message_count, 0);
+
+    assert_string_equal(config->path, fixture->config_path);
+    assert_int_equal(config->threads, 2);
+    assert_string_equal(config->cleartext.host, "127.0.0.1");
+    assert_int_equal(config->cleartext.port, 8080);
+    assert_null(config->tls.address.host);
+    assert_null(config->tls.certificate_file);
+    assert_non_null(config->auth.keyring);
+    assert_string_equal(config->auth.issuer, "https://auth.example.test");
+    assert_string_equal(config->auth.audience, "jobgate");
+
+    assert_int_equal(config->tier_count, 3);
+    assert_int_equal(config->queue_count, 3);
+
+    const struct config_queue *invoices = config_find_queue(config, "invoices", 8);
+    assert_non_null(invoices);
+    assert_string_equal(config->tiers[invoices->tier].name, "critical");
+    assert_int_equal(invoices->class_count, 1);
+    assert_string_equal(invoices->classes[0], "SendInvoice");
+    assert_int_equal(invoices->tenant_count, 1);
+    assert_string_equal(invoices->tenants[0], "acme");
+    assert_false(invoices->any_tenant);
+    assert_int_equal(invoices->max_body_bytes, 1048576);
+
+    const struct config_queue *mailers = config_find_queue(config, "mailers", 7);
+    assert_non_null(mailers);
+    assert_true(mailers->any_tenant);
+    assert_int_equal(mailers->tenant_count, 0);
+    assert_int_equal(mailers->class_count, 2);
+    assert_string_equal(mailers->classes[1], "Mail::SendPasswordReset");
+
+    const struct config_queue *reports = config_find_queue(config, "reports", 7);
+    assert_non_null(reports);
+    assert_int_equal(reports->max_body_bytes, 65536);
+    assert_int_equal(reports->tenant_count, 2);
+    assert_string_equal(reports->tenants[1], "globex");
+
+    config_free(config);
+}
+
+static void test_find_queue_takes_a_length(void **state)
+{
+    struct fixture *fixture = *state;
+    write_document(fixture, base_document());
+    struct config *config = load(fixture);
+    assert_non_null(config);
+
+    /* The name arrives as a slice of the request path, not a C string. */
+    const char *request_path = "/v1/queues/invoices/jobs";
+    const struct config_queue *queue = config_find_queue(config, request_path + 11, 8);
+    assert_non_null(queue);
+    assert_string_equal(queue->name, "invoices");
+
+    assert_null(config_find_queue(config, "invoice", 7));
+    assert_null(config_find_queue(config, "invoicesx", 9));
+    assert_null(config_find_queue(config, "invoices\0", 9));
+    assert_null(config_find_queue(config, "", 0));
+    assert_null(config_find_queue(config, "unknown", 7));
+    config_free(config);
+}
+
+static void test_defaults(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "threads", NULL);
+    set_member(root, "", "limits", NULL);
+    set_member(root, "", "redis", NULL);
+    write_document(fixture, root);
+
+    struct config *config = load(fixture);
+    assert_non_null(config);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(config->threads, online > 64 ? 64 : online);
+    assert_int_equal(config->limits.max_body_bytes, 1024 * 1024);
+    assert_int_equal(config->limits.request_timeout_ms, 10000);
+    assert_int_equal(config->limits.idle_timeout_ms, 30000);
+    assert_int_equal(config->limits.handshake_timeout_ms, 5000);
+    assert_string_equal(config->redis.host, "127.0.0.1");
+    assert_int_equal(config->redis.port, 6379);
+    assert_null(config->redis.username);
+    assert_null(config->redis.password);
+    assert_string_equal(config->redis.namespace_, "resque");
+    assert_int_equal(config->redis.connect_timeout_ms, 1000);
+    assert_int_equal(config->redis.command_timeout_ms, 1000);
+    assert_int_equal(config->redis.reconnect_min_ms, 50);
+    assert_int_equal(config->redis.reconnect_max_ms, 2000);
+    assert_int_equal(config->redis.max_in_flight, 10000);
+    assert_int_equal(config->auth.leeway_seconds, 30);
+    assert_string_equal(config->auth.tenant_claim, "tenant");
+    assert_int_equal(config->auth.token_cache_entries, 4096);
+    /* A queue without its own limit takes the global one. */
+    assert_int_equal(config_find_queue(config, "invoices", 8)->max_body_bytes, 1024 * 1024);
+    config_free(config);
+}
+
+static void test_every_setting_is_read(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "secrets/redis.txt", "hunter2-redis\n");
+    json_t *root = base_document();
+    set_member(root, "", "threads", "7");
+    set_member(root, "listen", "cleartext", "\"[::1]:9090\"");
+    set_member(root, "", "limits",
+               "{\"max_body_bytes\": 2097152, \"request_timeout_ms\": 11,"
+               " \"idle_timeout_ms\": 12, \"handshake_timeout_ms\": 13}");
+    set_member(root, "", "redis",
+               "{\"host\": \"redis.internal\", \"port\": 6380, \"username\": \"jobgate\","
+               " \"password_file\": \"secrets/redis.txt\", \"namespace\": \"resque:prod.v2\","
+               " \"connect_timeout_ms\": 21, \"command_timeout_ms\": 22,"
+               " \"reconnect_min_ms\": 23, \"reconnect_max_ms\": 23, \"max_in_flight\": 25}");
+    set_member(root, "auth", "leeway_seconds", "0");
+    set_member(root, "auth", "tenant_claim", "\"org\"");
+    set_member(root, "auth", "token_cache_entries", "0");
+    write_document(fixture, root);
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    assert_int_equal(config->threads, 7);
+    assert_string_equal(config->cleartext.host, "::1");
+    assert_int_equal(config->cleartext.port, 9090);
+    assert_int_equal(config->limits.max_body_bytes, 2097152);
+    assert_int_equal(config->limits.request_timeout_ms, 11);
+    assert_int_equal(config->limits.idle_timeout_ms, 12);
+    assert_int_equal(config->limits.handshake_timeout_ms, 13);
+    assert_string_equal(config->redis.host, "redis.internal");
+    assert_int_equal(config->redis.port, 6380);
+    assert_string_equal(config->redis.username, "jobgate");
+    assert_string_equal(config->redis.password, "hunter2-redis");
+    assert_string_equal(config->redis.namespace_, "resque:prod.v2");
+    assert_int_equal(config->redis.connect_timeout_ms, 21);
+    assert_int_equal(config->redis.command_timeout_ms, 22);
+    assert_int_equal(config->redis.reconnect_min_ms, 23);
+    assert_int_equal(config->redis.reconnect_max_ms, 23);
+    assert_int_equal(config->redis.max_in_flight, 25);
+    assert_int_equal(config->auth.leeway_seconds, 0);
+    assert_string_equal(config->auth.tenant_claim, "org");
+    assert_int_equal(config->auth.token_cache_entries, 0);
+    config_free(config);
+}
+
+static void test_listen_addresses(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *address;
+        const char *host;
+        uint16_t port;
+    } valid[] = {
+        {"\"localhost:1\"", "localhost", 1},
+        {"\"0.0.0.0:65535\"", "0.0.0.0", 65535},
+        {"\"[::]:80\"", "::", 80},
+        {"\"gateway-1.example.test:8080\"", "gateway-1.example.test", 8080},
+    };
+
+    for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
+        json_t *root = base_document();
+        set_member(root, "listen", "cleartext", valid[i].address);
+        write_document(fixture, root);
+        struct config *config = load(fixture);
+        print_messages(fixture);
+        assert_non_null(config);
+        assert_string_equal(config->cleartext.host, valid[i].host);
+        assert_int_equal(config->cleartext.port, valid[i].port);
+        config_free(config);
+    }
+}
+
+static void test_bad_listen_addresses(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *address;
+        const char *expected;
+    } invalid[] = {
+        {"\"127.0.0.1\"", "must be HOST:PORT, with an IPv6 host in brackets"},
+        {"\"::1:8080\"", "must be HOST:PORT, with an IPv6 host in brackets"},
+        {"\"[::1]8080\"", "must be HOST:PORT, with an IPv6 host in brackets"},
+        {"\"127.0.0.1:0\"", "port must be from 1 to 65535"},
+        {"\"127.0.0.1:65536\"", "port must be from 1 to 65535"},
+        {"\"127.0.0.1:+80\"", "port must be from 1 to 65535"},
+        {"\"127.0.0.1:\"", "port must be from 1 to 65535"},
+        {"\":8080\"", "\"\" is not an IP address or a host name"},
+        {"\"10.0.0.300:80\"", "\"10.0.0.300\" is not an IP address or a host name"},
+        {"\"bad_host:80\"", "\"bad_host\" is not an IP address or a host name"},
+        {"\"[1.2.3.4]:80\"", "\"1.2.3.4\" is not an IP address or a host name"},
+        {"\"-host:80\"", "\"-host\" is not an IP address or a host name"},
+    };
+
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        char expected[256];
+        snprintf(expected, sizeof expected, "$.listen.cleartext: %s", invalid[i].expected);
+        expect_problem(fixture, "listen", "cleartext", invalid[i].address, expected);
+        for (size_t m = 0; m < fixture->message_count; m++)
+            free(fixture->messages[m]);
+        fixture->message_count = 0;
+    }
+}
+
+static void test_listen_needs_a_listener(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "", "listen", "{}", "$.listen: needs cleartext, tls or both");
+}
+
+static void test_relative_paths_resolve_against_the_config_directory(void **state)
+{
+    struct fixture *fixture = *state;
+
+    /* The config sits in conf/; everything it names is one level up, as in example.json. */
+    snprintf(fixture->config_path, sizeof fixture->config_path, "%s/conf/config.json",
+             fixture->directory);
+    write_text(fixture, "tls/cert.pem", "not parsed by config\n");
+    write_text(fixture, "tls/key.pem", "not parsed by config\n");
+    write_text(fixture, "secrets/redis.txt", "pass\n");
+    json_t *root = base_document();
+    set_member(root, "listen", "tls",
+               "{\"address\": \"127.0.0.1:8443\", \"certificate_file\": \"../tls/cert.pem\","
+               " \"key_file\": \"../tls/key.pem\"}");
+    set_member(root, "redis", "password_file", "\"../secrets/redis.txt\"");
+    json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
+    assert_int_equal(json_object_set_new(key, "file", json_string("../keys/hs.key")), 0);
+
+    /* An absolute path is taken as it is. */
+    char absolute[512];
+    snprintf(absolute, sizeof absolute, "%s/keys/hs.key", fixture->directory);
+    json_t *second = json_pack("{s:s, s:s, s:s}", "kid", "two", "alg", "HS256", "file", absolute);
+    assert_int_equal(json_array_append_new(object_at(root, "auth.keys"), second), 0);
+
+    write_text(fixture, "conf/config.json", "");
+    write_document(fixture, root);
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+
+    char expected[512];
+    snprintf(expected, sizeof expected, "%s/conf/../tls/cert.pem", fixture->directory);
+    assert_string_equal(config->tls.certificate_file, expected);
+    snprintf(expected, sizeof expected, "%s/conf/../tls/key.pem", fixture->directory);
+    assert_string_equal(config->tls.key_file, expected);
+    assert_string_equal(config->tls.address.host, "127.0.0.1");
+    assert_int_equal(config->tls.address.port, 8443);
+    assert_string_equal(config->redis.password, "pass");
+
+    /* Keys are described in config order, with their files resolved. */
+    assert_int_equal(config->auth.key_count, 2);
+    assert_string_equal(config->auth.keys[0].kid, "one");
+    assert_string_equal(config->auth.keys[0].alg, "HS256");
+    snprintf(expected, sizeof expected, "%s/conf/../keys/hs.key", fixture->directory);
+    assert_string_equal(config->auth.keys[0].file, expected);
+    assert_string_equal(config->auth.keys[1].kid, "two");
+    assert_string_equal(config->auth.keys[1].file, absolute);
+    config_free(config);
+}
+
+static void test_missing_key_file(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
+    assert_int_equal(json_object_set_new(key, "file", json_string("keys/missing.key")), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "$.auth.keys[0].file: cannot read %s/keys/missing.key: No such file or directory",
+             fixture->directory);
+    assert_only_problem(fixture, expected);
+}
+
+static void test_missing_tls_files(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "tls/cert.pem", "certificate\n");
+    json_t *root = base_document();
+    set_member(root, "listen", "tls",
+               "{\"address\": \"127.0.0.1:8443\", \"certificate_file\": \"tls/cert.pem\","
+               " \"key_file\": \"tls/nothing.pem\"}");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "$.listen.tls.key_file: cannot read %s/tls/nothing.pem: No such file or directory",
+             fixture->directory);
+    assert_only_problem(fixture, expected);
+}
+
+static void test_key_file_must_be_a_small_regular_file(void **state)
+{
+    struct fixture *fixture = *state;
+    static unsigned char large[64 * 1024 + 1];
+    write_file(fixture, "keys/large.key", large, sizeof large);
+    write_text(fixture, "keys/empty.key", "");
+    json_t *root = base_document();
+    json_t *keys = object_at(root, "auth.keys");
+    assert_int_equal(json_array_append_new(keys, json_pack("{s:s, s:s, s:s}", "kid", "large", "alg",
+                                                           "HS256", "file", "keys/large.key")),
+                     0);
+    assert_int_equal(json_array_append_new(keys, json_pack("{s:s, s:s, s:s}", "kid", "empty", "alg",
+                                                           "HS256", "file", "keys/empty.key")),
+                     0);
+    assert_int_equal(json_array_append_new(keys, json_pack("{s:s, s:s, s:s}", "kid", "dir", "alg",
+                                                           "HS256", "file", "keys")),
+                     0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "$.auth.keys[1].file: cannot read %s/keys/large.key: file too large",
+             fixture->directory);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected, "$.auth.keys[2].file: %s/keys/empty.key is empty",
+             fixture->directory);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected,
+             "$.auth.keys[3].file: cannot read %s/keys: not a regular file", fixture->directory);
+    assert_reported(fixture, expected);
+    assert_int_equal(fixture->message_count, 3);
+}
+
+static void test_keyring_rejection_is_reported_at_the_key(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
+    assert_int_equal(json_object_set_new(key, "alg", json_string("none")), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    /* The reason is auth's to word; only where it is reported is config's business. */
+    assert_int_equal(fixture->message_count, 1);
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s: $.auth.keys[0]: ", fixture->config_path);
+    assert_memory_equal(fixture->messages[0], prefix, strlen(prefix));
+    assert_true(strlen(fixture->messages[0]) > strlen(prefix));
+}
+
+static void test_duplicate_kid(void **state)
+{
+    struct fixture *fixture = *state;
+    write_secret(fixture, "keys/other.key");
+    json_t *root = base_document();
+    json_t *second =
+        json_pack("{s:s, s:s, s:s}", "kid", "one", "alg", "HS256", "file", "keys/other.key");
+    assert_int_equal(json_array_append_new(object_at(root, "auth.keys"), second), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_only_problem(fixture, "$.auth.keys[1].kid: duplicate kid \"one\" (also at "
+                                 "$.auth.keys[0])");
+}
+
+static void test_keys_must_not_be_empty(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "auth", "keys", "[]", "$.auth.keys: must list at least one key");
+}
+
+static void test_key_entry_must_be_an_object(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "auth", "keys", "[\"keys/hs.key\"]",
+                   "$.auth.keys[0]: must be an object, not a string");
+}
+
+static void test_redis_password_file(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *content;
+        size_t len;
+        const char *password;
+    } cases[] = {
+        {"plain", 5, "plain"},
+        {"one newline\n", 12, "one newline"},
+        {"crlf\r\n", 6, "crlf"},
+        {"two newlines\n\n", 14, "two newlines\n"},
+        {" spaces kept \n", 14, " spaces kept "},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file(fixture, "secrets/redis.txt", cases[i].content, cases[i].len);
+        json_t *root = base_document();
+        set_member(root, "redis", "password_file", "\"secrets/redis.txt\"");
+        write_document(fixture, root);
+        struct config *config = load(fixture);
+        print_messages(fixture);
+        assert_non_null(config);
+        assert_string_equal(config->redis.password, cases[i].password);
+        config_free(config);
+    }
+}
+
+static void test_redis_password_is_never_echoed(void **state)
+{
+    struct fixture *fixture = *state;
+    write_file(fixture, "secrets/redis.txt", "s3cr3t\0tail\n", 12);
+    write_text(fixture, "secrets/empty.txt", "\n");
+    json_t *root = base_document();
+    set_member(root, "redis", "password_file", "\"secrets/redis.txt\"");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_only_problem(fixture, "$.redis.password_file: the password contains a NUL byte");
+    assert_null(strstr(fixture->messages[0], "s3cr3t"));
+
+    free(fixture->messages[0]);
+    fixture->message_count = 0;
+    root = base_document();
+    set_member(root, "redis", "password_file", "\"secrets/empty.txt\"");
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_only_problem(fixture, "$.redis.password_file: the password file is empty");
+}
+
+static void test_redis_username_needs_a_password(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "redis", "username", "\"jobgate\"",
+                   "$.redis.username: a user name needs a password_file too");
+}
+
+static void test_unknown_keys(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "thread", "2");
+    set_member(root, "limits", "max_body", "10");
+    set_member(root, "queues.invoices", "priority", "1");
+    set_member(root, "tiers.bulk", "include", "[]");
+    set_member(root, "", "we\"ird key", "1");
+    json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
+    assert_int_equal(json_object_set_new(key, "use", json_string("sig")), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.thread: unknown key");
+    assert_reported(fixture, "$.limits.max_body: unknown key");
+    assert_reported(fixture, "$.queues.invoices.priority: unknown key");
+    assert_reported(fixture, "$.tiers.bulk.include: unknown key");
+    assert_reported(fixture, "$.auth.keys[0].use: unknown key");
+    assert_reported(fixture, "$[\"we\\\"ird key\"]: unknown key");
+    assert_int_equal(fixture->message_count, 6);
+}
+
+static void test_wrong_types(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "threads", "\"2\"");
+    set_member(root, "limits", "max_body_bytes", "1.5");
+    set_member(root, "redis", "port", "true");
+    set_member(root, "redis", "host", "null");
+    set_member(root, "auth", "issuer", "[\"x\"]");
+    set_member(root, "queues.invoices", "classes", "\"SendInvoice\"");
+    set_member(root, "queues.mailers", "tenants", "[7]");
+    set_member(root, "tiers", "bulk", "[]");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.threads: must be an integer, not a string");
+    assert_reported(fixture, "$.limits.max_body_bytes: must be an integer, not a number with a "
+                             "fraction or an exponent");
+    assert_reported(fixture, "$.redis.port: must be an integer, not a boolean");
+    assert_reported(fixture, "$.redis.host: must be a string, not null");
+    assert_reported(fixture, "$.auth.issuer: must be a string, not an array");
+    assert_reported(fixture, "$.queues.invoices.classes: must be an array, not a string");
+    assert_reported(fixture, "$.queues.mailers.tenants[0]: must be a string, not an integer");
+    assert_reported(fixture, "$.tiers.bulk: must be an object, not an array");
+    assert_int_equal(fixture->message_count, 8);
+}
+
+static void test_root_must_be_an_object(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "config.json", "[1, 2]");
+    load_fails(fixture);
+    assert_only_problem(fixture, "$: must be an object, not an array");
+}
+
+static void test_required_members(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "listen", NULL);
+    set_member(root, "auth", "issuer", NULL);
+    set_member(root, "auth", "audience", "\"\"");
+    set_member(root, "queues.invoices", "tier", NULL);
+    set_member(root, "queues.invoices", "tenants", NULL);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.listen: is required");
+    assert_reported(fixture, "$.auth.issuer: is required");
+    assert_reported(fixture, "$.auth.audience: must not be empty");
+    assert_reported(fixture, "$.queues.invoices.tier: is required");
+    assert_reported(fixture, "$.queues.invoices.tenants: is required");
+    assert_int_equal(fixture->message_count, 5);
+}
+
+static void test_out_of_range(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "threads", "0");
+    set_member(root, "limits", "max_body_bytes", "67108865");
+    set_member(root, "redis", "port", "65536");
+    set_member(root, "redis", "reconnect_min_ms", "100");
+    set_member(root, "redis", "reconnect_max_ms", "99");
+    set_member(root, "redis", "namespace", "\"resque queue\"");
+    set_member(root, "auth", "leeway_seconds", "301");
+    set_member(root, "auth", "token_cache_entries", "-1");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.threads: must be from 1 to 64, not 0");
+    assert_reported(fixture, "$.limits.max_body_bytes: must be from 1 to 67108864, not 67108865");
+    assert_reported(fixture, "$.redis.port: must be from 1 to 65535, not 65536");
+    assert_reported(fixture, "$.redis.reconnect_max_ms: must not be below reconnect_min_ms (100)");
+    assert_reported(fixture, "$.redis.namespace: \"resque queue\" is not a valid namespace (1 to "
+                             "64 of A-Z, a-z, 0-9, _, :, . and -)");
+    assert_reported(fixture, "$.auth.leeway_seconds: must be from 0 to 300, not 301");
+    assert_reported(fixture, "$.auth.token_cache_entries: must be from 0 to 1048576, not -1");
+    /* A broken global limit is not also blamed on the queue that sets its own. */
+    assert_int_equal(fixture->message_count, 7);
+}
+
+static void test_unknown_tier(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "queues.invoices", "tier", "\"critcal\"",
+                   "$.queues.invoices.tier: unknown tier \"critcal\"");
+}
+
+static void test_unknown_include(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "tiers.standard", "includes", "[\"bulk\", \"bluk\"]",
+                   "$.tiers.standard.includes[1]: unknown tier \"bluk\"");
+}
+
+static void test_duplicate_include(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "tiers.standard", "includes", "[\"bulk\", \"bulk\"]",
+                   "$.tiers.standard.includes[1]: duplicate tier \"bulk\"");
+}
+
+static void test_bad_tier_name(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "tiers", "Bulk", "{}");
+    set_member(root, "tiers", "9lives", "{}");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.tiers.Bulk: invalid tier name (1 to 64 of a-z, 0-9, _ and -, "
+                             "starting with a letter)");
+    assert_reported(fixture, "$.tiers.9lives: invalid tier name (1 to 64 of a-z, 0-9, _ and -, "
+                             "starting with a letter)");
+    assert_int_equal(fixture->message_count, 2);
+}
+
+static void test_tiers_are_required_and_bounded(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    json_t *tiers = object_at(root, "tiers");
+    for (int i = 0; i < CONFIG_MAX_TIERS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "extra%d", i);
+        assert_int_equal(json_object_set_new(tiers, name, json_object()), 0);
+    }
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_only_problem(fixture, "$.tiers: names 67 tiers; at most 64 are allowed");
+
+    free(fixture->messages[0]);
+    fixture->message_count = 0;
+    root = base_document();
+    set_member(root, "", "tiers", "{}");
+    set_member(root, "", "queues", "{}");
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_reported(fixture, "$.tiers: must name at least one tier");
+    assert_reported(fixture, "$.queues: must name at least one queue");
+    assert_int_equal(fixture->message_count, 2);
+}
+
+static void test_bad_queue_names(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    json_t *queues = object_at(root, "queues");
+    json_t *invoices = json_object_get(queues, "invoices");
+    assert_int_equal(json_object_set(queues, "Invoices", invoices), 0);
+    assert_int_equal(json_object_set(queues, "bad queue", invoices), 0);
+    assert_int_equal(json_object_set(queues, "_hidden", invoices), 0);
+    assert_int_equal(json_object_set(queues, "caf\xc3\xa9", invoices), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    static const char rule[] =
+        "invalid queue name (1 to 64 of a-z, 0-9, _ and -, starting with a letter or a digit)";
+    char expected[256];
+    snprintf(expected, sizeof expected, "$.queues.Invoices: %s", rule);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected, "$.queues[\"bad queue\"]: %s", rule);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected, "$.queues._hidden: %s", rule);
+    assert_reported(fixture, expected);
+    /* Bytes outside printable ASCII are escaped, so a message cannot play tricks on a terminal. */
+    snprintf(expected, sizeof expected, "$.queues[\"caf\\xc3\\xa9\"]: %s", rule);
+    assert_reported(fixture, expected);
+    assert_int_equal(fixture->message_count, 4);
+}
+
+static void test_bad_class_names(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "queues.mailers", "classes",
+               "[\"SendWelcomeEmail\", \"sendInvoice\", \"Mail::\", \"SendWelcomeEmail\"]");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    static const char rule[] =
+        "is not a class name (a Ruby constant path such as Billing::SendInvoice, at most 128 "
+        "bytes)";
+    char expected[256];
+    snprintf(expected, sizeof expected, "$.queues.mailers.classes[1]: \"sendInvoice\" %s", rule);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected, "$.queues.mailers.classes[2]: \"Mail::\" %s", rule);
+    assert_reported(fixture, expected);
+    assert_reported(fixture, "$.queues.mailers.classes[3]: duplicate \"SendWelcomeEmail\"");
+    assert_int_equal(fixture->message_count, 3);
+}
+
+static void test_empty_classes_and_tenants(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "queues.invoices", "classes", "[]");
+    set_member(root, "queues.invoices", "tenants", "[]");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.queues.invoices.classes: must not be empty");
+    assert_reported(fixture, "$.queues.invoices.tenants: must not be empty");
+    assert_int_equal(fixture->message_count, 2);
+}
+
+static void test_any_tenant_must_stand_alone(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "queues.invoices", "tenants", "[\"acme\", \"*\"]");
+    set_member(root, "queues.reports", "tenants", "[\"acme\", \"\", \"acme\"]");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.queues.invoices.tenants[1]: \"*\" (any tenant) must be the only "
+                             "entry");
+    assert_reported(fixture, "$.queues.reports.tenants[1]: \"\" is not a tenant (1 to 128 bytes, "
+                             "no control characters)");
+    assert_reported(fixture, "$.queues.reports.tenants[2]: duplicate \"acme\"");
+    assert_int_equal(fixture->message_count, 3);
+}
+
+static void test_queue_body_limit_above_global(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "queues.reports", "max_body_bytes", "1048577",
+                   "$.queues.reports.max_body_bytes: 1048577 is above $.limits.max_body_bytes "
+                   "(1048576)");
+}
+
+static void test_duplicate_json_keys(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "config.json",
+               "{\n"
+               "  \"threads\": 2,\n"
+               "  \"threads\": 3\n"
+               "}\n");
+
+    load_fails(fixture);
+    assert_int_equal(fixture->message_count, 1);
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s: line 3, column ", fixture->config_path);
+    assert_memory_equal(fixture->messages[0], prefix, strlen(prefix));
+    assert_non_null(strstr(fixture->messages[0], "duplicate object key"));
+}
+
+static void test_syntax_error_has_line_and_column(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "config.json", "{\n  \"threads\": 2,\n  \"listen\": {,}\n}\n");
+
+    load_fails(fixture);
+    assert_int_equal(fixture->message_count, 1);
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s: line 3, column 14: ", fixture->config_path);
+    assert_memory_equal(fixture->messages[0], prefix, strlen(prefix));
+}
+
+static void test_missing_config_file(void **state)
+{
+    struct fixture *fixture = *state;
+    load_fails(fixture);
+    char expected[512];
+    snprintf(expected, sizeof expected, "%s: cannot read: No such file or directory",
+             fixture->config_path);
+    assert_int_equal(fixture->message_count, 1);
+    assert_string_equal(fixture->messages[0], expected);
+}
+
+static void test_every_problem_is_reported_in_one_run(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "threads", "65");
+    set_member(root, "listen", "cleartext", "\"127.0.0.1:99999\"");
+    set_member(root, "queues.invoices", "tier", "\"critcal\"");
+    set_member(root, "queues.mailers", "classes", "[\"send_welcome\"]");
+    set_member(root, "tiers.standard", "includes", "[\"bluk\"]");
+    set_member(root, "queues.reports", "max_body_bytes", "2000000");
+    json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
+    assert_int_equal(json_object_set_new(key, "file", json_string("keys/none.key")), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.threads: must be from 1 to 64, not 65");
+    assert_reported(fixture, "$.listen.cleartext: port must be from 1 to 65535");
+    assert_reported(fixture, "$.queues.invoices.tier: unknown tier \"critcal\"");
+    assert_reported(fixture, "$.queues.mailers.classes[0]: \"send_welcome\" is not a class name "
+                             "(a Ruby constant path such as Billing::SendInvoice, at most 128 "
+                             "bytes)");
+    assert_reported(fixture, "$.tiers.standard.includes[0]: unknown tier \"bluk\"");
+    assert_reported(fixture, "$.queues.reports.max_body_bytes: 2000000 is above "
+                             "$.limits.max_body_bytes (1048576)");
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "$.auth.keys[0].file: cannot read %s/keys/none.key: No such file or directory",
+             fixture->directory);
+    assert_reported(fixture, expected);
+    assert_int_equal(fixture->message_count, 7);
+}
+
+static size_t tier_index(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->tier_count; i++) {
+        if (strcmp(config->tiers[i].name, name) == 0)
+            return i;
+    }
+    fail_msg("no tier %s", name);
+    return 0;
+}
+
+static int tier_grants(const struct config *config, const char *tier, const char *granted)
+{
+    uint64_t bit = (uint64_t)1 << tier_index(config, granted);
+    return (config->tiers[tier_index(config, tier)].grants & bit) != 0;
+}
+
+static void test_grants_are_the_closure_of_includes(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "tiers",
+               "{\"critical\": {\"includes\": [\"standard\"]},"
+               " \"standard\": {\"includes\": [\"bulk\"]},"
+               " \"bulk\": {},"
+               " \"ping\": {\"includes\": [\"pong\"]},"
+               " \"pong\": {\"includes\": [\"ping\", \"pong\"]},"
+               " \"chain0\": {\"includes\": [\"chain2\"]},"
+               " \"chain1\": {\"includes\": [\"chain3\"]},"
+               " \"chain2\": {\"includes\": [\"chain1\"]},"
+               " \"chain3\": {}}");
+    write_document(fixture, root);
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+
+    /* Transitive: critical reaches bulk through standard. */
+    assert_true(tier_grants(config, "critical", "critical"));
+    assert_true(tier_grants(config, "critical", "standard"));
+    assert_true(tier_grants(config, "critical", "bulk"));
+    assert_true(tier_grants(config, "standard", "bulk"));
+    /* Nothing is implied upward. */
+    assert_false(tier_grants(config, "standard", "critical"));
+    assert_false(tier_grants(config, "bulk", "standard"));
+    assert_int_equal(config->tiers[tier_index(config, "bulk")].grants,
+                     (uint64_t)1 << tier_index(config, "bulk"));
+    /* A cycle makes the two tiers equivalent and reaches nothing else. */
+    assert_true(tier_grants(config, "ping", "pong"));
+    assert_true(tier_grants(config, "pong", "ping"));
+    assert_false(tier_grants(config, "ping", "bulk"));
+    /* A chain whose links point back and forth in declaration order still closes. */
+    assert_true(tier_grants(config, "chain0", "chain3"));
+    assert_true(tier_grants(config, "chain0", "chain1"));
+    assert_false(tier_grants(config, "chain3", "chain0"));
+    config_free(config);
+}
+
+/*
+ * config/example.json in the source tree, found from this file's own path, which is
+ * relative to the repository when the build runs there, as the Makefile's does.
+ */
+static void example_source_path(char *out, size_t size)
+{
+    const char *suffix = "tests/unit/test_config.c";
+    const char *file = __FILE__;
+    size_t file_len = strlen(file);
+    size_t prefix_len = file_len - strlen(suffix);
+    assert_true(file_len >= strlen(suffix) && strcmp(file + prefix_len, suffix) == 0);
+    snprintf(out, size, "%.*sconfig/example.json", (int)prefix_len, file);
+}
+
+/*
+ * The shipped example must load once the files it names exist. It names them relative
+ * to its own directory (../run/...), so the layout is rebuilt in the temporary directory.
+ */
+static void test_example_config_loads(void **state)
+{
+    struct fixture *fixture = *state;
+    char example_path[512];
+    example_source_path(example_path, sizeof example_path);
+    FILE *example = fopen(example_path, "rb");
+    if (example == NULL)
+        fail_msg("cannot open %s", example_path);
+    char text[16384];
+    size_t len = fread(text, 1, sizeof text, example);
+    assert_true(len > 0 && len < sizeof text);
+    assert_int_equal(fclose(example), 0);
+
+    write_file(fixture, "config/example.json", text, len);
+    write_secret(fixture, "run/keys/dev-hs256.key");
+    write_text(fixture, "run/tls/cert.pem", "certificate\n");
+    write_text(fixture, "run/tls/key.pem", "key\n");
+    snprintf(fixture->config_path, sizeof fixture->config_path, "%s/config/example.json",
+             fixture->directory);
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    assert_int_equal(fixture->message_count, 0);
+    assert_non_null(config_find_queue(config, "invoices", 8));
+    assert_non_null(config->tls.address.host);
+    config_free(config);
+}
+
+#ifndef SANITIZED
+static void clear_messages(struct fixture *fixture)
+{
+    for (size_t i = 0; i < fixture->message_count; i++)
+        free(fixture->messages[i]);
+    fixture->message_count = 0;
+}
+
+static void assert_same_string(const char *expected, const char *actual)
+{
+    if (expected == NULL)
+        assert_null(actual);
+    else
+        assert_string_equal(expected, actual);
+}
+
+static void assert_same_strings(char **expected, char **actual, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        assert_same_string(expected[i], actual[i]);
+}
+
+/* Every part of two configs that config_load allocates is there and the same. */
+static void assert_same_config(const struct config *expected, const struct config *actual)
+{
+    assert_same_string(expected->path, actual->path);
+    assert_same_string(expected->cleartext.host, actual->cleartext.host);
+    assert_same_string(expected->tls.address.host, actual->tls.address.host);
+    assert_same_string(expected->tls.certificate_file, actual->tls.certificate_file);
+    assert_same_string(expected->tls.key_file, actual->tls.key_file);
+    assert_same_string(expected->redis.host, actual->redis.host);
+    assert_same_string(expected->redis.username, actual->redis.username);
+    assert_same_string(expected->redis.password, actual->redis.password);
+    assert_same_string(expected->redis.namespace_, actual->redis.namespace_);
+    assert_same_string(expected->auth.issuer, actual->auth.issuer);
+    assert_same_string(expected->auth.audience, actual->auth.audience);
+    assert_same_string(expected->auth.tenant_claim, actual->auth.tenant_claim);
+    assert_non_null(actual->auth.keyring);
+
+    assert_int_equal(expected->auth.key_count, actual->auth.key_count);
+    for (size_t i = 0; i < expected->auth.key_count; i++) {
+        assert_same_string(expected->auth.keys[i].kid, actual->auth.keys[i].kid);
+        assert_same_string(expected->auth.keys[i].alg, actual->auth.keys[i].alg);
+        assert_same_string(expected->auth.keys[i].file, actual->auth.keys[i].file);
+    }
+    assert_int_equal(expected->tier_count, actual->tier_count);
+    for (size_t i = 0; i < expected->tier_count; i++) {
+        assert_same_string(expected->tiers[i].name, actual->tiers[i].name);
+        assert_int_equal(expected->tiers[i].grants, actual->tiers[i].grants);
+    }
+    assert_int_equal(expected->queue_count, actual->queue_count);
+    for (size_t i = 0; i < expected->queue_count; i++) {
+        const struct config_queue *want = &expected->queues[i], *got = &actual->queues[i];
+        assert_same_string(want->name, got->name);
+        assert_int_equal(want->tier, got->tier);
+        assert_int_equal(want->class_count, got->class_count);
+        assert_same_strings(want->classes, got->classes, want->class_count);
+        assert_int_equal(want->tenant_count, got->tenant_count);
+        assert_same_strings(want->tenants, got->tenants, want->tenant_count);
+        assert_int_equal(want->any_tenant, got->any_tenant);
+        assert_int_equal(want->max_body_bytes, got->max_body_bytes);
+    }
+}
+
+#endif
+
+/*
+ * Fails each allocation config_load makes, one per run, until a run makes none fail. A
+ * run with a failure must either report it and return NULL, or return a config with
+ * nothing missing (libraries below it, such as OpenSSL under the keyring, may recover
+ * from a failed allocation of their own); and it must free whatever it allocated.
+ *
+ * jansson's allocations are left out: jansson 2.14's parser does not survive a failed
+ * allocation (an assert in its string lexer, a double free when an object member cannot
+ * be stored), which is its limitation, not one config can work around.
+ */
+static void test_every_allocation_failure_is_reported(void **state)
+{
+#ifdef SANITIZED
+    (void)state;
+    skip();
+#else
+    struct fixture *fixture = *state;
+    write_text(fixture, "secrets/redis.txt", "password\n");
+    write_text(fixture, "tls/cert.pem", "certificate\n");
+    write_text(fixture, "tls/key.pem", "key\n");
+    json_t *root = base_document();
+    set_member(root, "redis", "username", "\"jobgate\"");
+    set_member(root, "redis", "password_file", "\"secrets/redis.txt\"");
+    set_member(root, "listen", "tls",
+               "{\"address\": \"127.0.0.1:8443\", \"certificate_file\": \"tls/cert.pem\","
+               " \"key_file\": \"tls/key.pem\"}");
+    write_document(fixture, root);
+    struct config *reference = load(fixture);
+    print_messages(fixture);
+    assert_non_null(reference);
+    json_set_alloc_funcs(jansson_malloc, jansson_free);
+
+    for (long failing = 0;; failing++) {
+        allocations_made = 0;
+        failing_allocation = failing;
+        tracked_count = 0;
+        allocator_armed = 1;
+        struct config *config = load(fixture);
+        allocator_armed = 0;
+
+        if (allocations_made == 0) {
+            /* Something (valgrind) stands between this allocator and the code. */
+            config_free(config);
+            config_free(reference);
+            json_set_alloc_funcs(malloc, free);
+            skip();
+        }
+        if (allocations_made <= failing) {
+            /* Every allocation has had its turn to fail, and this run had none fail. */
+            print_messages(fixture);
+            assert_non_null(config);
+            assert_same_config(reference, config);
+            config_free(config);
+            assert_true(failing > 20);
+            assert_int_equal(tracked_count, 0);
+            break;
+        }
+        if (config != NULL) {
+            /* Only a failure below config_load that was recovered from gets here. */
+            assert_int_equal(fixture->message_count, 0);
+            assert_same_config(reference, config);
+            config_free(config);
+        } else if (fixture->message_count == 0) {
+            fail_msg("allocation %ld failed, yet config_load reported nothing", failing);
+        }
+        assert_false(tracking_overflowed);
+        if (tracked_count != 0)
+            fail_msg("allocation %ld failed, and %zu blocks were not freed", failing,
+                     tracked_count);
+        clear_messages(fixture);
+    }
+    json_set_alloc_funcs(malloc, free);
+    config_free(reference);
+#endif
+}
+
+static void test_free_null(void **state)
+{
+    (void)state;
+    config_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_base_config_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_queue_takes_a_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_setting_is_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_addresses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_listen_addresses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_needs_a_listener, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relative_paths_resolve_against_the_config_directory,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_key_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_tls_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_file_must_be_a_small_regular_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_keyring_rejection_is_reported_at_the_key, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_kid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_must_not_be_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_entry_must_be_an_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_password_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_password_is_never_echoed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_username_needs_a_password, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_types, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_root_must_be_an_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_required_members, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_tier, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_include, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_include, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_tier_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tiers_are_required_and_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_queue_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_class_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_classes_and_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_any_tenant_must_stand_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_body_limit_above_global, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_json_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_syntax_error_has_line_and_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_config_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_problem_is_reported_in_one_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grants_are_the_closure_of_includes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_example_config_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_allocation_failure_is_reported, setup, teardown),
+        cmocka_unit_test(test_free_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -69,6 +69,9 @@ void auth_keyring_free(struct auth_keyring *keyring);
 int auth_keyring_add(struct auth_keyring *keyring, const char *kid, const char *alg,
                      const unsigned char *material, size_t len, const char **reason);
 
+/* Whether alg names an algorithm the keyring supports. */
+int auth_alg_supported(const char *alg);
+
 /* Returns the alg of the key with this kid, or NULL. */
 const char *auth_keyring_alg(const struct auth_keyring *keyring, const char *kid);
 

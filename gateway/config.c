@@ -897,6 +897,12 @@ static void load_key(struct loader *loader, const json_t *keys, size_t index,
         usable = 0;
     }
     const char *alg = read_string(loader, entry, "alg", 1);
+    if (alg != NULL && !auth_alg_supported(alg)) {
+        char quoted[QUOTE_BUFFER_BYTES];
+        problem_at(loader, "alg", "unsupported alg %s (use HS256, HS384, HS512, RS256 or ES256)",
+                   quote(quoted, alg, strlen(alg)));
+        usable = 0;
+    }
     if (kid != NULL)
         key->kid = copy_string(loader, kid, strlen(kid));
     if (alg != NULL)
@@ -908,8 +914,6 @@ static void load_key(struct loader *loader, const json_t *keys, size_t index,
     if (key->file == NULL || read_key_file(loader, key->file, &material, &material_len) != 0)
         usable = 0;
 
-    /* Limitation: only the keyring knows which algs exist, so an unknown alg is reported
-     * only once its key file can be read. */
     if (usable && kid != NULL && alg != NULL && keyring != NULL) {
         const char *reason = "rejected";
         if (auth_keyring_add(keyring, kid, alg, material, material_len, &reason) != 0)

@@ -771,12 +771,28 @@ static void test_key_file_must_be_a_small_regular_file(void **state)
     assert_int_equal(fixture->message_count, 3);
 }
 
-static void test_keyring_rejection_is_reported_at_the_key(void **state)
+static void test_unknown_alg_is_reported_without_its_key_file(void **state)
 {
     struct fixture *fixture = *state;
     json_t *root = base_document();
     json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
     assert_int_equal(json_object_set_new(key, "alg", json_string("none")), 0);
+    assert_int_equal(json_object_set_new(key, "file", json_string("keys/missing.key")), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.auth.keys[0].alg: unsupported alg \"none\" (use HS256, HS384, "
+                             "HS512, RS256 or ES256)");
+    assert_int_equal(fixture->message_count, 2);
+}
+
+static void test_keyring_rejection_is_reported_at_the_key(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
+    /* A supported alg whose key file does not fit it: an HMAC secret is no RSA key. */
+    assert_int_equal(json_object_set_new(key, "alg", json_string("RS256")), 0);
     write_document(fixture, root);
 
     load_fails(fixture);
@@ -1468,6 +1484,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_key_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_tls_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_must_be_a_small_regular_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_alg_is_reported_without_its_key_file, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_keyring_rejection_is_reported_at_the_key, setup,
                                         teardown),

@@ -41,8 +41,7 @@ char *envelope_build(const struct job *job, size_t *len)
 
     /* Resque's own key order: class, then args. */
     if (payload != NULL &&
-        json_object_set_new(payload, "class",
-                            json_stringn(job->class_name, job->class_len)) == 0 &&
+        json_object_set_new(payload, "class", json_stringn(job->class_name, job->class_len)) == 0 &&
         json_object_set(payload, "args", job->args) == 0)
         text = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);

@@ -108,8 +108,7 @@ static int authorize(struct enqueue *enqueue)
 {
     const struct config *config = enqueue->worker->config;
 
-    enqueue->queue =
-        config_find_queue(config, enqueue->queue_name.base, enqueue->queue_name.len);
+    enqueue->queue = config_find_queue(config, enqueue->queue_name.base, enqueue->queue_name.len);
     if (enqueue->queue == NULL)
         return reject(enqueue, PROBLEM_UNKNOWN_QUEUE, "no queue by that name");
 
@@ -235,9 +234,9 @@ static int store_job(struct enqueue *enqueue, struct job *job)
     if (payload == NULL)
         return reject(enqueue, PROBLEM_REDIS_UNAVAILABLE, "out of memory");
 
-    enqueue->op = store_enqueue(enqueue->worker->store, enqueue->queue->name,
-                                strlen(enqueue->queue->name), payload, len, on_stored, enqueue,
-                                &status);
+    enqueue->op =
+        store_enqueue(enqueue->worker->store, enqueue->queue->name, strlen(enqueue->queue->name),
+                      payload, len, on_stored, enqueue, &status);
     free(payload);
     if (enqueue->op == NULL) {
         on_stored(enqueue, status);
@@ -257,8 +256,8 @@ static void on_enqueue_disposed(void *data)
 
 static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
 {
-    struct enqueue *enqueue = h2o_mem_alloc_shared(&req->pool, sizeof(*enqueue),
-                                                   on_enqueue_disposed);
+    struct enqueue *enqueue =
+        h2o_mem_alloc_shared(&req->pool, sizeof(*enqueue), on_enqueue_disposed);
     struct job job;
 
     memset(enqueue, 0, sizeof(*enqueue));

@@ -105,8 +105,7 @@ void log_request(const struct log_request *entry)
     begin_line(&line, entry->status < 500 ? LOG_INFO : LOG_WARN, "request");
     append_field(&line, "method", entry->method, entry->method ? strlen(entry->method) : 0);
     append_field(&line, "path", entry->path, entry->path_len);
-    append_field(&line, "protocol", entry->protocol,
-                 entry->protocol ? strlen(entry->protocol) : 0);
+    append_field(&line, "protocol", entry->protocol, entry->protocol ? strlen(entry->protocol) : 0);
     append_field(&line, "tenant", entry->tenant, entry->tenant ? strlen(entry->tenant) : 0);
     append_field(&line, "subject", entry->subject, entry->subject ? strlen(entry->subject) : 0);
     append_field(&line, "queue", entry->queue, entry->queue_len);

@@ -125,10 +125,10 @@ struct token_request {
 static int parse_token_options(int argc, char **argv, struct token_request *request)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"kid", required_argument, NULL, 'k'},
-        {"key", required_argument, NULL, 'K'},    {"tenant", required_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},  {"kid", required_argument, NULL, 'k'},
+        {"key", required_argument, NULL, 'K'},     {"tenant", required_argument, NULL, 't'},
         {"subject", required_argument, NULL, 's'}, {"scope", required_argument, NULL, 'S'},
-        {"ttl", required_argument, NULL, 'T'},    {NULL, 0, NULL, 0}};
+        {"ttl", required_argument, NULL, 'T'},     {NULL, 0, NULL, 0}};
     int option;
     char *end;
 
@@ -138,12 +138,24 @@ static int parse_token_options(int argc, char **argv, struct token_request *requ
                                       .ttl = 3600};
     while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (option) {
-        case 'c': request->config_path = optarg; break;
-        case 'k': request->kid = optarg; break;
-        case 'K': request->key_path = optarg; break;
-        case 't': request->tenant = optarg; break;
-        case 's': request->subject = optarg; break;
-        case 'S': request->scope = optarg; break;
+        case 'c':
+            request->config_path = optarg;
+            break;
+        case 'k':
+            request->kid = optarg;
+            break;
+        case 'K':
+            request->key_path = optarg;
+            break;
+        case 't':
+            request->tenant = optarg;
+            break;
+        case 's':
+            request->subject = optarg;
+            break;
+        case 'S':
+            request->scope = optarg;
+            break;
         case 'T':
             errno = 0;
             request->ttl = strtol(optarg, &end, 10);
@@ -164,9 +176,8 @@ static char *token_claims(const struct config *config, const struct token_reques
     time_t now = time(NULL);
     json_t *claims = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "iss", config->auth.issuer,
                                "aud", config->auth.audience, "sub", request->subject,
-                               config->auth.tenant_claim, request->tenant, "scope",
-                               request->scope, "iat", (json_int_t)now, "exp",
-                               (json_int_t)(now + request->ttl));
+                               config->auth.tenant_claim, request->tenant, "scope", request->scope,
+                               "iat", (json_int_t)now, "exp", (json_int_t)(now + request->ttl));
     char *text = claims != NULL ? json_dumps(claims, JSON_COMPACT) : NULL;
 
     json_decref(claims);
@@ -201,10 +212,10 @@ static int command_token(int argc, char **argv)
     if (key == NULL) {
         fprintf(stderr, "jobgate: no key with kid %s in %s\n", request.kid, config->path);
     } else if (strncmp(key->alg, "HS", 2) != 0 && request.key_path == NULL) {
-        fprintf(stderr, "jobgate: kid %s is %s: give its private key with --key FILE\n",
-                key->kid, key->alg);
-    } else if ((material = read_key_file(request.key_path ? request.key_path : key->file,
-                                         &len)) != NULL) {
+        fprintf(stderr, "jobgate: kid %s is %s: give its private key with --key FILE\n", key->kid,
+                key->alg);
+    } else if ((material = read_key_file(request.key_path ? request.key_path : key->file, &len)) !=
+               NULL) {
         claims = token_claims(config, &request);
         token = claims ? auth_mint(key->alg, key->kid, material, len, claims, &reason) : NULL;
         if (token == NULL) {

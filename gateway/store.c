@@ -351,10 +351,10 @@ struct store_op *store_enqueue(struct store *store, const char *queue, size_t qu
         return NULL;
     }
 
-    const char *argv[] = {"EVALSHA", store->script_sha, "2", store->queues_key, queue_key,
-                          queue, payload};
-    size_t argv_len[] = {7, STORE_SHA_LEN, 1, strlen(store->queues_key), key.len, queue_len,
-                         payload_len};
+    const char *argv[] = {"EVALSHA", store->script_sha, "2", store->queues_key, queue_key, queue,
+                          payload};
+    size_t argv_len[] = {7,       STORE_SHA_LEN, 1,          strlen(store->queues_key),
+                         key.len, queue_len,     payload_len};
     op = send_command(store, 7, argv, argv_len, on_enqueued);
     if (op == NULL) {
         *status = STORE_UNAVAILABLE;

@@ -164,8 +164,8 @@ static int start_listening(struct thread *thread)
     return 0;
 }
 
-static int add_listener(struct thread *thread, const struct config_listener *address,
-                        SSL_CTX *tls, h2o_globalconf_t *globalconf)
+static int add_listener(struct thread *thread, const struct config_listener *address, SSL_CTX *tls,
+                        h2o_globalconf_t *globalconf)
 {
     struct listener *listener = &thread->listeners[thread->listener_count];
 

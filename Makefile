@@ -31,31 +31,37 @@ $(BUILD)/%.o: gateway/%.c | $(BUILD)
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJECTS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+$(BUILD)/auth_bench: bench/auth_bench.c $(LIB_OBJECTS)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
+
 $(BUILD) $(BUILD)/tests:
 	mkdir -p $@
 
 unit-tests: $(UNIT_TESTS)
 
 deps:
-	scripts/install-deps.sh
+	@scripts/install-deps.sh
 
 run: deps
-	$(MAKE) all
-	scripts/run.sh
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh
 
-test: deps
-	$(MAKE) all unit-tests
+test:
+	scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory all unit-tests
 	scripts/test.sh $(BUILD)
 
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
-asan: deps
+asan:
+	scripts/install-deps.sh test
 	$(MAKE) BUILD=build/asan OPT=-O1 \
 	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    all unit-tests
 	ASAN_OPTIONS=detect_leaks=1 scripts/test.sh build/asan
 
 bench: deps
-	$(MAKE) all
+	@$(MAKE) --no-print-directory all $(BUILD)/auth_bench
+	$(BUILD)/auth_bench
 	bench/run.sh
 
 format:

@@ -1,10 +1,7 @@
 /*
  * auth_bench: microseconds per auth_verify for HS256, RS256 and ES256, cold (no cache,
  * so every call checks the signature) and warm (the token already in the cache).
- * Keys are generated at start. Not part of the test suite; build and run by hand:
- *
- *   cc -std=c11 -D_GNU_SOURCE -O2 -Igateway bench/auth_bench.c gateway/auth.c \
- *       -o build/auth_bench -ljwt -ljansson -lssl -lcrypto -lsodium && build/auth_bench
+ * Keys are generated at start. `make bench` builds and runs it.
  */
 #include <stdio.h>
 #include <stdlib.h>

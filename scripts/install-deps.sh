@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages jobgate needs to build, run and test, and the npm
-# packages its end-to-end tests use. Does nothing that is already done.
+# Installs the Debian packages jobgate needs to build, run and test and, given
+# "test", the npm packages its end-to-end tests use. Does nothing already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The end-to-end tests drive a real node-resque worker.
-if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules ]; then
+if [ "${1:-}" = test ] && { [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules ]; }; then
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -57,7 +57,8 @@ asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \
 	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    all unit-tests
-	ASAN_OPTIONS=detect_leaks=1 scripts/test.sh build/asan
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	    scripts/test.sh build/asan
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/auth_bench

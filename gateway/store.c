@@ -60,16 +60,9 @@ struct store_op {
 
 static void connect_now(struct store *store);
 
-static void drop_connection(struct store *store, const char *why)
+static void on_reconnect_timer(uv_timer_t *timer)
 {
-    redisAsyncContext *context = store->context;
-
-    if (context == NULL)
-        return;
-    log_message(LOG_WARN, "redis", "dropping connection to %s:%u: %s", store->redis->host,
-                (unsigned)store->redis->port, why);
-    /* Freeing answers every pending command with a NULL reply. */
-    redisAsyncFree(context);
+    connect_now(timer->data);
 }
 
 static void schedule_reconnect(struct store *store)
@@ -86,7 +79,23 @@ static void schedule_reconnect(struct store *store)
     store->backoff_ms *= 2;
     if (store->backoff_ms > store->redis->reconnect_max_ms)
         store->backoff_ms = store->redis->reconnect_max_ms;
-    uv_timer_start(&store->reconnect, (uv_timer_cb)connect_now, delay, 0);
+    uv_timer_start(&store->reconnect, on_reconnect_timer, delay, 0);
+}
+
+static void drop_connection(struct store *store, const char *why)
+{
+    redisAsyncContext *context = store->context;
+
+    if (context == NULL)
+        return;
+    log_message(LOG_WARN, "redis", "dropping connection to %s:%u: %s", store->redis->host,
+                (unsigned)store->redis->port, why);
+    /*
+     * Freeing answers every pending command with a NULL reply. hiredis calls
+     * on_disconnect only for a context that had connected, so forget it here too.
+     */
+    redisAsyncFree(context);
+    schedule_reconnect(store);
 }
 
 static void on_command_reply(redisAsyncContext *context, void *reply, void *privdata)
@@ -199,6 +208,13 @@ static void connect_now(struct store *store)
     }
     context->data = store;
     if (redisLibuvAttach(context, store->loop) != REDIS_OK) {
+        /*
+         * The adapter installs its callbacks before it can fail (for instance when libuv
+         * still watches a just-closed descriptor with the same number); with no event
+         * data behind them they must not run.
+         */
+        log_message(LOG_WARN, "redis", "cannot watch the Redis socket; retrying");
+        memset(&context->ev, 0, sizeof(context->ev));
         redisAsyncFree(context);
         schedule_reconnect(store);
         return;

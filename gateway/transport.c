@@ -147,6 +147,9 @@ static void *run_thread(void *data)
     struct thread *thread = data;
 
     uv_run(&thread->loop, UV_RUN_DEFAULT);
+    /* One more turn runs the close callbacks that free the worker's store. */
+    gateway_worker_dispose(&thread->worker);
+    uv_run(&thread->loop, UV_RUN_NOWAIT);
     return NULL;
 }
 
@@ -268,6 +271,11 @@ int transport_serve(const struct config *config)
         uv_async_send(&threads[i].stop);
     for (unsigned i = 0; i < started; i++)
         pthread_join(threads[i].id, NULL);
-    /* The loops hold live connections; the process exits right after this, so they stay. */
+    /*
+     * The loops still hold their open connections and h2o contexts; the process exits
+     * right after this, so they are left to it.
+     */
+    free(threads);
+    SSL_CTX_free(tls);
     return started == config->threads ? 0 : 1;
 }

@@ -46,7 +46,7 @@ static const char *protocol_of(h2o_req_t *req)
 
     if (req->version >= 0x200)
         return tls ? "h2" : "h2c";
-    return tls ? "https/1.1" : "http/1.1";
+    return tls ? "http/1.1+tls" : "http/1.1";
 }
 
 static void log_enqueue(struct enqueue *enqueue, int status, const char *problem)

@@ -4,8 +4,12 @@
 #include "envelope.h"
 
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "serialize.h"
+#include "text.h"
 
 void envelope_new_job_id(char id[ENVELOPE_JOB_ID_LEN + 1])
 {
@@ -36,16 +40,26 @@ void envelope_new_job_id(char id[ENVELOPE_JOB_ID_LEN + 1])
 
 char *envelope_build(const struct job *job, size_t *len)
 {
-    json_t *payload = json_object();
-    char *text = NULL;
+    /* Reals may print longer than the producer wrote them ("1e20"), so grow if needed. */
+    for (size_t capacity = 2 * job->source_len + 256; capacity <= ENVELOPE_MAX_BYTES;
+         capacity *= 4) {
+        char *buffer = malloc(capacity);
+        struct text payload;
 
-    /* Resque's own key order: class, then args. */
-    if (payload != NULL &&
-        json_object_set_new(payload, "class", json_stringn(job->class_name, job->class_len)) == 0 &&
-        json_object_set(payload, "args", job->args) == 0)
-        text = json_dumps(payload, JSON_COMPACT);
-    json_decref(payload);
-    if (text != NULL)
-        *len = strlen(text);
-    return text;
+        if (buffer == NULL)
+            return NULL;
+        text_init(&payload, buffer, capacity);
+        /* Resque's own key order: class, then args. */
+        text_append_str(&payload, "{\"class\":");
+        text_append_json_string(&payload, job->class_name, job->class_len);
+        text_append_str(&payload, ",\"args\":");
+        serialize_json(&payload, job->args, SERIALIZE_PAYLOAD);
+        text_append_str(&payload, "}");
+        if (text_finish(&payload) != NULL) {
+            *len = payload.len;
+            return buffer;
+        }
+        free(buffer);
+    }
+    return NULL;
 }

@@ -14,13 +14,15 @@
 #include "job.h"
 
 #define ENVELOPE_JOB_ID_LEN 36
+#define ENVELOPE_MAX_BYTES ((size_t)1 << 30)
 
 /* Fills id with a new UUIDv7 (time-ordered, RFC 9562) and a terminating NUL. */
 void envelope_new_job_id(char id[ENVELOPE_JOB_ID_LEN + 1]);
 
 /*
  * Returns the Resque payload for job as a malloc'd string and sets *len, or NULL
- * when out of memory. The caller frees it.
+ * when out of memory. The caller frees it. Reals are written in their shortest exact
+ * form (serialize.h), so 19.99 stays 19.99.
  */
 char *envelope_build(const struct job *job, size_t *len);
 

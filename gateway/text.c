@@ -55,6 +55,8 @@ void text_append_int(struct text *text, int64_t value)
 void text_append_json_string(struct text *text, const char *bytes, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    static const char short_escapes[0x20] = {
+        ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
     size_t start = 0;
 
     text_append(text, "\"", 1);
@@ -64,12 +66,12 @@ void text_append_json_string(struct text *text, const char *bytes, size_t len)
             continue;
         text_append(text, bytes + start, i - start);
         start = i + 1;
-        if (c == '"' || c == '\\') {
-            char escaped[2] = {'\\', (char)c};
-            text_append(text, escaped, 2);
-        } else {
+        if (c < 0x20 && short_escapes[c] == 0) {
             char escaped[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
             text_append(text, escaped, 6);
+        } else {
+            char escaped[2] = {'\\', c < 0x20 ? short_escapes[c] : (char)c};
+            text_append(text, escaped, 2);
         }
     }
     text_append(text, bytes + start, len - start);

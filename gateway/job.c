@@ -41,12 +41,14 @@ enum job_status job_parse(const char *body, size_t len, struct job *job, const c
         *detail = "request body is empty";
         return JOB_INVALID;
     }
-    job->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &error);
+    /* Any JSON value parses, so that a scalar body is told apart from broken JSON. */
+    job->root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     if (job->root == NULL) {
         *detail = json_error_detail(&error);
         return JOB_MALFORMED_JSON;
     }
 
+    job->source_len = len;
     *detail = NULL;
     if (!json_is_object(job->root)) {
         *detail = "a job is a JSON object with \"class\" and \"args\"";

@@ -21,7 +21,8 @@ struct job {
     json_t *root;
     const char *class_name; /* owned by root */
     size_t class_len;
-    json_t *args; /* owned by root */
+    json_t *args;      /* owned by root */
+    size_t source_len; /* bytes of the body it was read from */
 };
 
 /*

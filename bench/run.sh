@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures the enqueue pipeline against its floors, in one run on this machine:
 #   enqueue  h2load POSTing jobs through the whole pipeline into Redis
+#   at half  the same at half the measured rate (--rps), for latency under normal load
 #   floor    the same server answering GET /healthz (no auth, no parse, no Redis)
 #   redis    redis-benchmark RPUSH with 16-command pipelines
 # and prints req/s, p50/p99 latency, jobgate CPU microseconds per request and the
@@ -56,7 +57,7 @@ run_h2load() {
         grep -E '^(requests|status codes):' <<<"$output" >&2
         exit 1
     fi
-    rate=$(grep -oE 'finished in [0-9.]+s, [0-9.]+ req/s' <<<"$output" | grep -oE '[0-9.]+ req/s' | cut -d' ' -f1)
+    rate=$(grep -oE '[0-9.]+ req/s' <<<"$output" | head -1 | cut -d' ' -f1)
     echo "$rate $(percentile_ms 50 "$work/$name.log") $(percentile_ms 99 "$work/$name.log") \
 $(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}')"
 }
@@ -86,20 +87,28 @@ printf '{"class":"SendWelcomeEmail","args":[{"user_id":42,"locale":"en","plan":"
 
 enqueue=$(run_h2load enqueue "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
     -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
+read -r enqueue_rate _ <<<"$enqueue"
+# Latency at half the measured throughput, where a production gateway would run.
+half_rps=$(awk -v r="$enqueue_rate" -v c="$clients" 'BEGIN {printf "%d", r / 2 / c}')
+half=$(run_h2load half "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" --rps="$half_rps" \
+    -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
 floor=$(run_h2load floor "http://127.0.0.1:$http_port/healthz")
 written=$(redis-cli -p "$redis_port" llen resque:queue:mailers)
 redis_rate=$(redis-benchmark -p "$redis_port" -t rpush -P 16 -n 1000000 -q |
     grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)
 
 read -r enqueue_rate enqueue_p50 enqueue_p99 enqueue_cpu <<<"$enqueue"
+read -r half_rate half_p50 half_p99 half_cpu <<<"$half"
 read -r floor_rate floor_p50 floor_p99 floor_cpu <<<"$floor"
 echo "jobgate bench: $(date -u +%Y-%m-%d), $(nproc) cores, $threads jobgate threads," \
     "h2load -c $clients -m $streams, $requests requests, h2c"
 printf '%-8s %12s %9s %9s %12s %10s\n' path 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' 'of floor'
 printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' enqueue "$enqueue_rate" "$enqueue_p50" \
     "$enqueue_p99" "$enqueue_cpu" "$(awk -v a="$enqueue_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
+printf '%-8s %12.0f %9s %9s %12s %9s\n' 'at half' "$half_rate" "$half_p50" "$half_p99" \
+    "$half_cpu" -
 printf '%-8s %12.0f %9s %9s %12s %9s\n' floor "$floor_rate" "$floor_p50" "$floor_p99" \
     "$floor_cpu" '100%'
 printf '%-8s %12.0f %9s %9s %12s %9s\n' redis "$redis_rate" - - - -
-echo "jobs in Redis after the enqueue run: $written of $requests"
-[ "$written" -eq "$requests" ]
+echo "jobs in Redis after both enqueue runs: $written of $((2 * requests))"
+[ "$written" -eq $((2 * requests)) ]

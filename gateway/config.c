@@ -474,19 +474,8 @@ static void check_readable(struct loader *loader, const char *key, const char *p
     close(fd);
 }
 
-static int valid_ipv4(const char *host, size_t len)
-{
-    char text[INET_ADDRSTRLEN];
-    unsigned char address[sizeof(struct in_addr)];
-
-    if (len >= sizeof text)
-        return 0;
-    memcpy(text, host, len);
-    text[len] = '\0';
-    return inet_pton(AF_INET, text, address) == 1;
-}
-
-static int valid_ipv6(const char *host, size_t len)
+/* Whether host (not NUL-terminated) is an address of family, AF_INET or AF_INET6. */
+static int valid_ip_address(int family, const char *host, size_t len)
 {
     char text[INET6_ADDRSTRLEN];
     unsigned char address[sizeof(struct in6_addr)];
@@ -495,7 +484,7 @@ static int valid_ipv6(const char *host, size_t len)
         return 0;
     memcpy(text, host, len);
     text[len] = '\0';
-    return inet_pton(AF_INET6, text, address) == 1;
+    return inet_pton(family, text, address) == 1;
 }
 
 /*
@@ -573,7 +562,7 @@ static void read_address(struct loader *loader, const json_t *object, const char
         host = text + 1;
         host_len = (size_t)(close - host);
         port_text = close + 2;
-        host_valid = valid_ipv6(host, host_len);
+        host_valid = valid_ip_address(AF_INET6, host, host_len);
     } else {
         const char *colon = strrchr(text, ':');
         if (colon == NULL || memchr(text, ':', (size_t)(colon - text)) != NULL) {
@@ -583,7 +572,7 @@ static void read_address(struct loader *loader, const json_t *object, const char
         }
         host_len = (size_t)(colon - text);
         port_text = colon + 1;
-        host_valid = valid_ipv4(host, host_len) || valid_host_name(host, host_len);
+        host_valid = valid_ip_address(AF_INET, host, host_len) || valid_host_name(host, host_len);
     }
 
     uint16_t port = parse_port(port_text, strlen(port_text));
@@ -795,7 +784,8 @@ static void load_redis(struct loader *loader, const json_t *root, struct config 
     const char *host = read_string(loader, object, "host", 0);
     if (host != NULL) {
         size_t len = strlen(host);
-        if (valid_ipv4(host, len) || valid_ipv6(host, len) || valid_host_name(host, len))
+        if (valid_ip_address(AF_INET, host, len) || valid_ip_address(AF_INET6, host, len) ||
+            valid_host_name(host, len))
             redis->host = copy_string(loader, host, len);
         else
             problem_at(loader, "host", "%s is not an IP address or a host name",

@@ -97,6 +97,8 @@ static int authenticate(struct enqueue *enqueue)
                                  value.base + sizeof(scheme) - 1, value.len - (sizeof(scheme) - 1),
                                  (int64_t)time(NULL), &enqueue->principal);
     }
+    if (status == AUTH_MISSING)
+        return reject(enqueue, PROBLEM_MISSING_TOKEN, "send Authorization: Bearer <token>");
     if (status != AUTH_OK)
         return reject(enqueue, PROBLEM_INVALID_TOKEN, auth_status_reason(status));
     enqueue->authenticated = 1;

@@ -22,6 +22,8 @@ static const struct problem_info problems[PROBLEM_KIND_COUNT] = {
     [PROBLEM_NOT_FOUND] = {PROBLEM_TYPE_PREFIX "not-found", 404, "Not Found", "No such resource"},
     [PROBLEM_METHOD_NOT_ALLOWED] = {PROBLEM_TYPE_PREFIX "method-not-allowed", 405,
                                     "Method Not Allowed", "Method not allowed"},
+    [PROBLEM_MISSING_TOKEN] = {PROBLEM_TYPE_PREFIX "missing-token", 401, "Unauthorized",
+                               "Bearer token required"},
     [PROBLEM_INVALID_TOKEN] = {PROBLEM_TYPE_PREFIX "invalid-token", 401, "Unauthorized",
                                "Missing or invalid bearer token"},
     [PROBLEM_INSUFFICIENT_SCOPE] = {PROBLEM_TYPE_PREFIX "insufficient-scope", 403, "Forbidden",
@@ -67,6 +69,10 @@ static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *val
 static void add_kind_headers(h2o_req_t *req, enum problem_kind kind)
 {
     switch (kind) {
+    case PROBLEM_MISSING_TOKEN:
+        /* RFC 6750 section 3.1: no error code when the request carried no credentials. */
+        add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, "Bearer realm=\"jobgate\"");
+        break;
     case PROBLEM_INVALID_TOKEN:
         add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"");
         break;

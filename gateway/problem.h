@@ -13,6 +13,7 @@
 enum problem_kind {
     PROBLEM_NOT_FOUND,              /* 404: no such route */
     PROBLEM_METHOD_NOT_ALLOWED,     /* 405 */
+    PROBLEM_MISSING_TOKEN,          /* 401: no bearer credentials at all */
     PROBLEM_INVALID_TOKEN,          /* 401 */
     PROBLEM_INSUFFICIENT_SCOPE,     /* 403 */
     PROBLEM_UNKNOWN_QUEUE,          /* 404 */
@@ -34,7 +35,7 @@ int problem_status(enum problem_kind kind);
 
 /*
  * Sends the problem as the whole response to req, with the headers its kind calls
- * for (WWW-Authenticate, Allow, Retry-After). detail must be a fixed or
+ * for (WWW-Authenticate, Retry-After; the router adds Allow). detail must be a fixed or
  * gateway-made string; it is copied into the request's pool.
  */
 void problem_send(h2o_req_t *req, enum problem_kind kind, const char *detail);

@@ -2,7 +2,8 @@
 /*
  * Authentication: every way a bearer token can be wrong gets a 401 with
  * WWW-Authenticate: Bearer error="invalid_token", the invalid-token problem type, and
- * no change in Redis.
+ * no change in Redis. A request with no bearer credentials at all gets 401
+ * missing-token with a bare Bearer challenge (RFC 6750 section 3.1).
  */
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -37,6 +38,15 @@ async function assertUnauthorized(headers, { protocol = 'h2c', queue = 'mailers'
   return res;
 }
 
+/** The 401 for a request that carries no bearer credentials: a challenge without an error. */
+async function assertMissing(headers, { protocol = 'h2c' } = {}) {
+  const res = await h.assertRejected(env, 401, 'missing-token',
+    () => h.enqueue(env, 'mailers', { protocol, headers, body: JOB }));
+  const challenge = String(res.headers['www-authenticate'] || '');
+  assert.equal(challenge, 'Bearer realm="jobgate"');
+  return res;
+}
+
 const bearer = (token) => h.jobHeaders(token);
 const keys = () => env.material.keys;
 const secret = (alg) => keys()[alg].secret;
@@ -46,17 +56,17 @@ test('the control: a good token is accepted', async () => {
   assert.equal(res.status, 202, res.text);
 });
 
-test('no Authorization header: 401 over HTTP/2 and HTTP/1.1', async () => {
-  await assertUnauthorized(h.jobHeaders(undefined));
-  await assertUnauthorized(h.jobHeaders(undefined), { protocol: 'http1' });
+test('no Authorization header: 401 missing-token over HTTP/2 and HTTP/1.1', async () => {
+  await assertMissing(h.jobHeaders(undefined));
+  await assertMissing(h.jobHeaders(undefined), { protocol: 'http1' });
 });
 
-test('a scheme other than Bearer: 401', async () => {
+test('a scheme other than Bearer, or Bearer with no token: 401 missing-token', async () => {
   const token = env.token();
-  await assertUnauthorized(h.jobHeaders(undefined, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }));
-  await assertUnauthorized(h.jobHeaders(undefined, { authorization: `Token ${token}` }));
-  await assertUnauthorized(h.jobHeaders(undefined, { authorization: token }));
-  await assertUnauthorized(h.jobHeaders(undefined, { authorization: 'Bearer ' }));
+  await assertMissing(h.jobHeaders(undefined, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }));
+  await assertMissing(h.jobHeaders(undefined, { authorization: `Token ${token}` }));
+  await assertMissing(h.jobHeaders(undefined, { authorization: token }));
+  await assertMissing(h.jobHeaders(undefined, { authorization: 'Bearer ' }));
 });
 
 test('alg "none" (unsigned, with and without a kid): 401', async () => {
@@ -190,6 +200,6 @@ test('a rejected token is rejected again (no caching of failures into success)',
 });
 
 test('a 401 over TLS h2 and HTTPS/1.1 carries the same challenge', async () => {
-  await assertUnauthorized(h.jobHeaders(undefined), { protocol: 'h2' });
+  await assertMissing(h.jobHeaders(undefined), { protocol: 'h2' });
   await assertUnauthorized(bearer('garbage'), { protocol: 'https1' });
 });

@@ -122,11 +122,11 @@ test('an unknown queue: 404 unknown-queue once authenticated, whatever the scope
 });
 
 test('an unknown queue without a valid token: 401, not 404 (queue names do not leak)', async () => {
-  for (const headers of [h.jobHeaders(undefined), h.jobHeaders('garbage')]) {
-    const res = await h.assertRejected(env, 401, 'invalid-token',
-      () => h.enqueue(env, 'nosuch', { headers, body: JOBS.mailers }));
-    assert.match(String(res.headers['www-authenticate']), /error="invalid_token"/);
-  }
+  await h.assertRejected(env, 401, 'missing-token',
+    () => h.enqueue(env, 'nosuch', { headers: h.jobHeaders(undefined), body: JOBS.mailers }));
+  const res = await h.assertRejected(env, 401, 'invalid-token',
+    () => h.enqueue(env, 'nosuch', { headers: h.jobHeaders('garbage'), body: JOBS.mailers }));
+  assert.match(String(res.headers['www-authenticate']), /error="invalid_token"/);
   // The same answer as for a queue that exists.
   const known = await h.enqueue(env, 'mailers', { headers: h.jobHeaders(undefined), body: JOBS.mailers });
   const unknown = await h.enqueue(env, 'nosuch', { headers: h.jobHeaders(undefined), body: JOBS.mailers });

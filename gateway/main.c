@@ -3,8 +3,9 @@
  *
  *   jobgate serve --config FILE
  *   jobgate check-config --config FILE
- *   jobgate token --config FILE [--kid KID] [--key FILE] [--tenant T] [--subject S]
- *                 [--scope "tier:x queue:y"] [--ttl SECONDS]
+ *   jobgate token --config FILE --scope "tier:x queue:y" [--kid KID] [--key FILE]
+ *                 [--tenant T] [--subject S] [--ttl SECONDS]
+ *   jobgate version | help
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,12 +28,23 @@ static const char usage[] =
     "usage: jobgate COMMAND [OPTIONS]\n"
     "\n"
     "commands:\n"
-    "  serve --config FILE           serve jobs to Redis until SIGTERM\n"
+    "  serve --config FILE           serve until SIGTERM or SIGINT, then drain\n"
     "  check-config --config FILE    report every problem in a config, or print ok\n"
-    "  token --config FILE [--kid KID] [--key PRIVATE_KEY_FILE] [--tenant TENANT]\n"
-    "        [--subject SUBJECT] [--scope \"tier:NAME queue:NAME\"] [--ttl SECONDS]\n"
-    "                                mint a test token for a key of the config\n"
-    "  version                       print the version\n";
+    "  token --config FILE --scope \"tier:NAME queue:NAME\" [--kid KID]\n"
+    "        [--key PRIVATE_KEY_FILE] [--tenant TENANT] [--subject SUBJECT] [--ttl SECONDS]\n"
+    "                                mint a test token signed with a key of the config\n"
+    "  version                       print the version\n"
+    "  help                          print this text\n"
+    "\n"
+    "token: --kid defaults to the config's first key; HMAC keys sign with the config's own\n"
+    "key file, RS256 and ES256 keys need their private key in --key. --tenant defaults\n"
+    "to acme, --subject to developer, --ttl to 3600.\n";
+
+/* Whether a subcommand's only argument asks for help. */
+static int asks_for_help(int argc, char **argv)
+{
+    return argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
 
 static void print_problem(void *data, const char *message)
 {
@@ -84,7 +96,7 @@ static int command_check_config(int argc, char **argv)
 
     if (config == NULL)
         return 1;
-    printf("%s: ok (%zu queues, %zu tiers, %zu keys)\n", path, config->queue_count,
+    printf("%s: ok: queues %zu, tiers %zu, keys %zu\n", path, config->queue_count,
            config->tier_count, config->auth.key_count);
     config_free(config);
     return 0;
@@ -132,10 +144,7 @@ static int parse_token_options(int argc, char **argv, struct token_request *requ
     int option;
     char *end;
 
-    *request = (struct token_request){.tenant = "acme",
-                                      .subject = "developer",
-                                      .scope = "tier:critical tier:standard tier:bulk",
-                                      .ttl = 3600};
+    *request = (struct token_request){.tenant = "acme", .subject = "developer", .ttl = 3600};
     while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (option) {
         case 'c':
@@ -167,6 +176,10 @@ static int parse_token_options(int argc, char **argv, struct token_request *requ
         default:
             return -1;
         }
+    }
+    if (request->scope == NULL) {
+        fprintf(stderr, "jobgate: token needs --scope, e.g. --scope \"tier:standard\"\n");
+        return -1;
     }
     return 0;
 }
@@ -214,6 +227,9 @@ static int command_token(int argc, char **argv)
     } else if (strncmp(key->alg, "HS", 2) != 0 && request.key_path == NULL) {
         fprintf(stderr, "jobgate: kid %s is %s: give its private key with --key FILE\n", key->kid,
                 key->alg);
+    } else if (strncmp(key->alg, "HS", 2) == 0 && request.key_path != NULL) {
+        fprintf(stderr, "jobgate: kid %s is %s: it signs with the config's key file, not --key\n",
+                key->kid, key->alg);
     } else if ((material = read_key_file(request.key_path ? request.key_path : key->file, &len)) !=
                NULL) {
         claims = token_claims(config, &request);
@@ -236,24 +252,39 @@ static int command_token(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    const char *command = argc > 1 ? argv[1] : "help";
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"serve", command_serve},
+        {"check-config", command_check_config},
+        {"token", command_token},
+    };
+    const char *command = argc > 1 ? argv[1] : NULL;
 
+    if (command == NULL) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ||
+        strcmp(command, "-h") == 0 || asks_for_help(argc - 1, argv + 1)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("jobgate %s\n", JOBGATE_VERSION);
+        return 0;
+    }
     if (sodium_init() < 0) {
         fprintf(stderr, "jobgate: libsodium failed to initialise\n");
         return 1;
     }
     json_object_seed(0);
 
-    if (strcmp(command, "serve") == 0)
-        return command_serve(argc - 1, argv + 1);
-    if (strcmp(command, "check-config") == 0)
-        return command_check_config(argc - 1, argv + 1);
-    if (strcmp(command, "token") == 0)
-        return command_token(argc - 1, argv + 1);
-    if (strcmp(command, "version") == 0) {
-        printf("jobgate %s\n", JOBGATE_VERSION);
-        return 0;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(command, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
     }
-    fputs(usage, strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ? stdout : stderr);
-    return strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ? 0 : 2;
+    fprintf(stderr, "jobgate: unknown command '%s'\n\n%s", command, usage);
+    return 2;
 }

@@ -147,12 +147,17 @@ test('tokens minted by `jobgate token` work for every key of the config', async 
   assert.equal((await h.queueContents(env.client, 'mailers')).length, 5);
 });
 
-test('`jobgate token` defaults grant every tier for tenant acme (invoices accepts it)', async () => {
-  const token = h.jobgateToken(env.config.path, ['--kid', env.material.keys.HS256.kid]);
+test('`jobgate token` defaults: tenant acme, the config\'s first key, and no scope unless asked', async () => {
+  const token = h.jobgateToken(env.config.path, ['--scope', 'queue:invoices']);
+  const header = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString());
+  assert.equal(header.kid, env.config.config.auth.keys[0].kid);
   const res = await h.enqueue(env, 'invoices', { token,
     body: { class: 'SendInvoice', args: [{ invoice: 7 }] } });
   assertAccepted(res, 'invoices', 'SendInvoice');
   await assertStoredExactly('invoices', ['{"class":"SendInvoice","args":[{"invoice":7}]}']);
+
+  assert.throws(() => h.jobgateToken(env.config.path, []), /Command failed/,
+    'a token without --scope is refused');
 });
 
 for (const alg of ['HS256', 'HS384', 'HS512', 'RS256', 'ES256']) {
@@ -247,6 +252,6 @@ test('an accepted job writes one audit line with who, where and what, and never 
 
 test('the config written for the tests passes `jobgate check-config`', async () => {
   const { stdout } = await execFileAsync(h.jobgateBinary(), ['check-config', '--config', env.config.path]);
-  assert.match(stdout, /: ok \(3 queues, 3 tiers, 5 keys\)/);
+  assert.match(stdout, /: ok: queues 3, tiers 3, keys 5$/m);
   assert.ok(fs.existsSync(path.join(env.material.dir, 'cert.pem')));
 });

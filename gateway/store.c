@@ -15,12 +15,14 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "text.h"
 
 #define STORE_KEY_MAX 256
 #define STORE_SHA_LEN 40
+#define REPORT_EVERY 30
 
 /*
  * The Resque write: what Resque.push does, in one atomic step.
@@ -45,7 +47,9 @@ struct store {
     char script_sha[STORE_SHA_LEN + 1];
     char queues_key[STORE_KEY_MAX];
     int closing;
-    int open_timers; /* the store is freed once both timers have closed */
+    int open_timers;   /* the store is freed once both timers have closed */
+    unsigned failures; /* connection attempts failed since the last success */
+    char error_text[128];
 };
 
 struct store_op {
@@ -82,14 +86,29 @@ static void schedule_reconnect(struct store *store)
     uv_timer_start(&store->reconnect, on_reconnect_timer, delay, 0);
 }
 
+/*
+ * Logs a failed connection attempt. While Redis stays away, only the first failure and
+ * every REPORT_EVERY-th after it are logged, so an outage does not flood the log.
+ */
+static void report_connect_failure(struct store *store, const char *why)
+{
+    store->failures++;
+    if (store->failures == 1 || store->failures % REPORT_EVERY == 0)
+        log_message(LOG_WARN, "redis", "cannot reach Redis at %s:%u: %s (%u failed attempts)",
+                    store->redis->host, (unsigned)store->redis->port, why, store->failures);
+}
+
 static void drop_connection(struct store *store, const char *why)
 {
     redisAsyncContext *context = store->context;
 
     if (context == NULL)
         return;
-    log_message(LOG_WARN, "redis", "dropping connection to %s:%u: %s", store->redis->host,
-                (unsigned)store->redis->port, why);
+    if (store->state == STATE_READY)
+        log_message(LOG_WARN, "redis", "dropping connection to %s:%u: %s", store->redis->host,
+                    (unsigned)store->redis->port, why);
+    else
+        report_connect_failure(store, why);
     /*
      * Freeing answers every pending command with a NULL reply. hiredis calls
      * on_disconnect only for a context that had connected, so forget it here too.
@@ -146,9 +165,10 @@ static void on_script_loaded(struct store_op *op, redisReply *reply)
     memcpy(store->script_sha, reply->str, STORE_SHA_LEN);
     store->script_sha[STORE_SHA_LEN] = '\0';
     if (store->state != STATE_READY)
-        log_message(LOG_INFO, "redis", "ready on %s:%u", store->redis->host,
-                    (unsigned)store->redis->port);
+        log_message(LOG_INFO, "redis", "ready on %s:%u (%u failed attempts before)",
+                    store->redis->host, (unsigned)store->redis->port, store->failures);
     store->state = STATE_READY;
+    store->failures = 0;
     store->backoff_ms = store->redis->reconnect_min_ms;
 }
 
@@ -174,8 +194,7 @@ static void on_connect(const redisAsyncContext *context, int status)
     struct store *store = context->data;
 
     if (status != REDIS_OK) {
-        log_message(LOG_WARN, "redis", "cannot connect to %s:%u: %s", store->redis->host,
-                    (unsigned)store->redis->port, context->errstr);
+        report_connect_failure(store, context->errstr);
         /* hiredis frees the context after a failed connect. */
         schedule_reconnect(store);
     }
@@ -199,8 +218,7 @@ static void connect_now(struct store *store)
     redisAsyncContext *context = redisAsyncConnect(store->redis->host, store->redis->port);
 
     if (context == NULL || context->err) {
-        log_message(LOG_WARN, "redis", "cannot connect to %s:%u: %s", store->redis->host,
-                    (unsigned)store->redis->port, context ? context->errstr : "out of memory");
+        report_connect_failure(store, context ? context->errstr : "out of memory");
         if (context != NULL)
             redisAsyncFree(context);
         schedule_reconnect(store);
@@ -213,7 +231,7 @@ static void connect_now(struct store *store)
          * still watches a just-closed descriptor with the same number); with no event
          * data behind them they must not run.
          */
-        log_message(LOG_WARN, "redis", "cannot watch the Redis socket; retrying");
+        report_connect_failure(store, "cannot watch the socket");
         memset(&context->ev, 0, sizeof(context->ev));
         redisAsyncFree(context);
         schedule_reconnect(store);
@@ -243,6 +261,20 @@ static void connect_now(struct store *store)
     load_script(store);
 }
 
+/*
+ * Why a connection is still not up at its deadline. The libuv adapter drops socket
+ * errors, so a refused connection would otherwise look like a silent timeout.
+ */
+static const char *pending_connect_error(struct store *store)
+{
+    int error = 0;
+    socklen_t len = sizeof(error);
+
+    if (getsockopt(store->context->c.fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error != 0)
+        return strerror_r(error, store->error_text, sizeof(store->error_text));
+    return "no answer within connect_timeout_ms";
+}
+
 /* Enforces the connect and command deadlines. */
 static void on_watchdog(uv_timer_t *timer)
 {
@@ -250,7 +282,7 @@ static void on_watchdog(uv_timer_t *timer)
     uint64_t now = uv_now(store->loop);
 
     if (store->state == STATE_CONNECTING && now > store->connect_deadline) {
-        drop_connection(store, "connect timed out");
+        drop_connection(store, pending_connect_error(store));
         return;
     }
     if (!h2o_linklist_is_empty(&store->pending)) {

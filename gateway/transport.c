@@ -263,7 +263,7 @@ int transport_serve(const struct config *config)
             break;
     }
     if (started == config->threads) {
-        log_message(LOG_INFO, "serve", "serving with %u threads", config->threads);
+        log_message(LOG_INFO, "serve", "serving: threads %u", config->threads);
         wait_for_stop_signal(&signals);
     }
 
@@ -277,5 +277,7 @@ int transport_serve(const struct config *config)
      */
     free(threads);
     SSL_CTX_free(tls);
+    if (started == config->threads)
+        log_message(LOG_INFO, "serve", "stopped");
     return started == config->threads ? 0 : 1;
 }

@@ -11,7 +11,7 @@ VERSION := 0.1.0
 CFLAGS  := -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 -DJOBGATE_VERSION=\"$(VERSION)\" -Igateway \
            -Wall -Wextra -Wshadow -Wformat=2 -Werror -g $(OPT) $(SANITIZE) -MMD -MP
 LDFLAGS := $(SANITIZE)
-LDLIBS  := -lh2o -luv -lssl -lcrypto -lhiredis -ljwt -ljansson -lsodium -lpthread
+LDLIBS  := -lh2o -luv -lssl -lcrypto -lhiredis -ljwt -ljansson -lsodium -lpcre2-8 -lpthread
 
 SOURCES      := $(wildcard gateway/*.c)
 OBJECTS      := $(SOURCES:gateway/%.c=$(BUILD)/%.o)
@@ -34,10 +34,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJECTS) | $(BUILD)/tests
 $(BUILD)/auth_bench: bench/auth_bench.c $(LIB_OBJECTS)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
 
+# Runs the JSON Schema test suite: $(BUILD)/schema_suite ../shared/json-schema-suite/draft2020-12
+$(BUILD)/schema_suite: tests/schema_suite.c $(LIB_OBJECTS) | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/schema_bench: bench/schema_bench.c $(LIB_OBJECTS) | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
+
 $(BUILD) $(BUILD)/tests:
 	mkdir -p $@
 
-unit-tests: $(UNIT_TESTS)
+unit-tests: $(UNIT_TESTS) $(BUILD)/schema_suite
 
 deps:
 	@scripts/install-deps.sh

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
     build-essential pkg-config
     libh2o-dev libuv1-dev libssl-dev libhiredis-dev libjwt-dev libjansson-dev
-    libsodium-dev libcmocka-dev
+    libsodium-dev libcmocka-dev libpcre2-dev
     redis-server redis-tools openssl curl jq nghttp2-client
     nodejs npm
 )

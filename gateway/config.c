@@ -1218,6 +1218,69 @@ static void load_queue(struct loader *loader, const json_t *object, struct confi
     load_queue_body_limit(loader, object, config, queue);
 }
 
+/* Passes on a schema's own load problems, already "FILE: /pointer: reason". */
+static void report_schema_problem(void *data, const char *message)
+{
+    report_message(data, message);
+}
+
+static void load_class(struct loader *loader, const json_t *object, struct config_class *class_)
+{
+    static const char *const keys[] = {"schema", NULL};
+
+    check_keys(loader, (json_t *)object, keys);
+    class_->schema_file = read_file_path(loader, object, "schema", 1);
+    if (class_->schema_file != NULL)
+        class_->schema = schema_load_file(class_->schema_file, NULL, report_schema_problem, loader);
+}
+
+/* Every class a queue may accept, each with its compiled schema. */
+static void load_classes(struct loader *loader, const json_t *root, struct config *config)
+{
+    json_t *object = member(loader, root, "classes", JSON_OBJECT, 1);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "classes");
+    size_t count = json_object_size(object);
+    config->classes = calloc(count > 0 ? count : 1, sizeof *config->classes);
+    if (config->classes == NULL) {
+        problem(loader, "out of memory");
+        path_pop(loader, mark);
+        return;
+    }
+    for (void *iter = json_object_iter(object); iter != NULL;
+         iter = json_object_iter_next(object, iter)) {
+        const char *name = json_object_iter_key(iter);
+        const json_t *class_object = json_object_iter_value(iter);
+        size_t class_mark = path_push_key(loader, name);
+        if (!policy_class_name_valid(name, strlen(name)))
+            problem(loader, "invalid class name (a Ruby constant path such as "
+                            "Billing::SendInvoice, at most 128 bytes)");
+        else if (expect_type(loader, class_object, JSON_OBJECT)) {
+            struct config_class *class_ = &config->classes[config->class_count++];
+            class_->name = copy_string(loader, name, strlen(name));
+            load_class(loader, class_object, class_);
+        }
+        path_pop(loader, class_mark);
+    }
+    path_pop(loader, mark);
+}
+
+/* A class a queue names must be one of $.classes, so that it has a schema. */
+static void check_queue_classes(struct loader *loader, const struct config *config,
+                                const struct config_queue *queue)
+{
+    char quoted[QUOTE_BUFFER_BYTES];
+
+    for (size_t i = 0; i < queue->class_count; i++) {
+        const char *name = queue->classes[i];
+        if (config_find_class(config, name, strlen(name)) == NULL)
+            problem(loader, "class %s has no schema: add it to $.classes",
+                    quote(quoted, name, strlen(name)));
+    }
+}
+
 static void load_queues(struct loader *loader, const json_t *root, struct config *config)
 {
     json_t *object = member(loader, root, "queues", JSON_OBJECT, 1);
@@ -1247,6 +1310,9 @@ static void load_queues(struct loader *loader, const json_t *root, struct config
             struct config_queue *queue = &config->queues[config->queue_count++];
             queue->name = copy_string(loader, name, strlen(name));
             load_queue(loader, queue_object, config, queue);
+            size_t classes_mark = path_push_key(loader, "classes");
+            check_queue_classes(loader, config, queue);
+            path_pop(loader, classes_mark);
         }
         path_pop(loader, queue_mark);
     }
@@ -1262,21 +1328,22 @@ static void set_string_defaults(struct loader *loader, struct config *config)
 
 static void load_root(struct loader *loader, json_t *root, struct config *config)
 {
-    static const char *const keys[] = {"threads", "listen", "limits", "redis",
-                                       "auth",    "tiers",  "queues", NULL};
+    static const char *const keys[] = {"threads", "listen",  "limits", "redis", "auth",
+                                       "tiers",   "classes", "queues", NULL};
 
     if (!expect_type(loader, root, JSON_OBJECT))
         return;
     check_keys(loader, root, keys);
 
     /* Limits come before the queues, whose own body limits may not exceed the global one;
-     * tiers come before the queues that name them. */
+     * tiers and classes come before the queues that name them. */
     load_threads(loader, root, config);
     load_limits(loader, root, config);
     load_listen(loader, root, config);
     load_redis(loader, root, config);
     load_auth(loader, root, config);
     load_tiers(loader, root, config);
+    load_classes(loader, root, config);
     load_queues(loader, root, config);
     set_string_defaults(loader, config);
 }
@@ -1390,6 +1457,13 @@ void config_free(struct config *config)
         free(config->tiers[i].name);
     free(config->tiers);
 
+    for (size_t i = 0; i < config->class_count; i++) {
+        free(config->classes[i].name);
+        free(config->classes[i].schema_file);
+        schema_free(config->classes[i].schema);
+    }
+    free(config->classes);
+
     for (size_t i = 0; i < config->queue_count; i++) {
         struct config_queue *queue = &config->queues[i];
         free(queue->name);
@@ -1410,6 +1484,19 @@ const struct config_queue *config_find_queue(const struct config *config, const 
         const char *queue_name = config->queues[i].name;
         if (queue_name != NULL && strlen(queue_name) == len && memcmp(queue_name, name, len) == 0)
             return &config->queues[i];
+    }
+    return NULL;
+}
+
+const struct config_class *config_find_class(const struct config *config, const char *name,
+                                             size_t len)
+{
+    if (config == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < config->class_count; i++) {
+        const char *class_name = config->classes[i].name;
+        if (class_name != NULL && strlen(class_name) == len && memcmp(class_name, name, len) == 0)
+            return &config->classes[i];
     }
     return NULL;
 }

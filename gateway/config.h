@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "schema.h"
 
 #define CONFIG_MAX_TIERS 64
 
@@ -33,10 +34,17 @@ struct config_tier {
     uint64_t grants;
 };
 
+/* A job class and the schema its arguments must pass. */
+struct config_class {
+    char *name;
+    char *schema_file; /* resolved path */
+    struct schema *schema;
+};
+
 struct config_queue {
     char *name;
-    size_t tier; /* index into config.tiers */
-    char **classes;
+    size_t tier;    /* index into config.tiers */
+    char **classes; /* each one of config.classes */
     size_t class_count;
     char **tenants; /* empty when any_tenant is set */
     size_t tenant_count;
@@ -92,6 +100,8 @@ struct config {
     struct config_auth auth;
     struct config_tier *tiers;
     size_t tier_count;
+    struct config_class *classes;
+    size_t class_count;
     struct config_queue *queues;
     size_t queue_count;
 };
@@ -110,6 +120,10 @@ typedef void (*config_report_fn)(void *data, const char *message);
 struct config *config_load(const char *path, config_report_fn report, void *report_data);
 
 void config_free(struct config *config);
+
+/* The class with this name, or NULL. name need not be NUL-terminated. */
+const struct config_class *config_find_class(const struct config *config, const char *name,
+                                             size_t len);
 
 /* The queue with this name, or NULL. name need not be NUL-terminated. */
 const struct config_queue *config_find_queue(const struct config *config, const char *name,

@@ -179,9 +179,14 @@ test('Content-Type application/json with charset utf-8 is accepted, in any case'
   }
 });
 
+/* A job of exactly size bytes, padded with strings short enough for the schema limits. */
 function jobOfSize(className, size) {
-  const skeleton = JSON.stringify({ class: className, args: [''] });
-  const body = JSON.stringify({ class: className, args: ['x'.repeat(size - skeleton.length)] });
+  const pieces = Math.ceil(size / 50000);
+  const skeleton = JSON.stringify({ class: className, args: Array(pieces).fill('') });
+  const padding = size - skeleton.length;
+  const args = Array.from({ length: pieces }, (_, i) =>
+    'x'.repeat(Math.floor(padding / pieces) + (i < padding % pieces ? 1 : 0)));
+  const body = JSON.stringify({ class: className, args });
   assert.equal(Buffer.byteLength(body), size);
   return body;
 }

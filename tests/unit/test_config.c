@@ -234,6 +234,12 @@ static const char base_config[] =
     "    \"standard\": {\"includes\": [\"bulk\"]},"
     "    \"bulk\": {}"
     "  },"
+    "  \"classes\": {"
+    "    \"SendInvoice\": {\"schema\": \"schemas/args.json\"},"
+    "    \"SendWelcomeEmail\": {\"schema\": \"schemas/args.json\"},"
+    "    \"Mail::SendPasswordReset\": {\"schema\": \"schemas/args.json\"},"
+    "    \"BuildReport\": {\"schema\": \"schemas/args.json\"}"
+    "  },"
     "  \"queues\": {"
     "    \"invoices\": {\"tier\": \"critical\", \"classes\": [\"SendInvoice\"],"
     "                   \"tenants\": [\"acme\"]},"
@@ -304,6 +310,7 @@ static int setup(void **state)
     snprintf(fixture->config_path, sizeof fixture->config_path, "%s/config.json",
              fixture->directory);
     write_secret(fixture, "keys/hs.key");
+    write_text(fixture, "schemas/args.json", "{\"type\": \"array\"}");
     *state = fixture;
     return 0;
 }
@@ -669,6 +676,13 @@ static void test_relative_paths_resolve_against_the_config_directory(void **stat
     set_member(root, "redis", "password_file", "\"../secrets/redis.txt\"");
     json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
     assert_int_equal(json_object_set_new(key, "file", json_string("../keys/hs.key")), 0);
+    const char *class_name;
+    json_t *class_object;
+    json_object_foreach(object_at(root, "classes"), class_name, class_object)
+    {
+        assert_int_equal(
+            json_object_set_new(class_object, "schema", json_string("../schemas/args.json")), 0);
+    }
 
     /* An absolute path is taken as it is. */
     char absolute[512];
@@ -769,6 +783,43 @@ static void test_key_file_must_be_a_small_regular_file(void **state)
              "$.auth.keys[3].file: cannot read %s/keys: not a regular file", fixture->directory);
     assert_reported(fixture, expected);
     assert_int_equal(fixture->message_count, 3);
+}
+
+static void test_a_queue_class_needs_a_schema(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "classes", "BuildReport", NULL);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_only_problem(fixture, "$.queues.reports.classes: class \"BuildReport\" has no schema: "
+                                 "add it to $.classes");
+}
+
+static void test_schema_problems_name_the_schema_file_and_pointer(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "schemas/typo.json",
+               "{\"type\": \"array\", \"items\": {\"type\": \"string\", \"maxLenght\": 3}}");
+    json_t *root = base_document();
+    set_member(root, "classes.BuildReport", "schema", "\"schemas/typo.json\"");
+    set_member(root, "classes.SendInvoice", "schema", "\"schemas/missing.json\"");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    int typo_reported = 0, missing_reported = 0;
+    for (size_t i = 0; i < fixture->message_count; i++) {
+        const char *message = fixture->messages[i];
+        if (strstr(message, "schemas/typo.json: /items") != NULL && strstr(message, "maxLenght"))
+            typo_reported = 1;
+        if (strstr(message, "schemas/missing.json") != NULL)
+            missing_reported = 1;
+    }
+    if (!typo_reported || !missing_reported) {
+        print_messages(fixture);
+        fail_msg("schema problems not reported with their file and pointer");
+    }
 }
 
 static void test_unknown_alg_is_reported_without_its_key_file(void **state)
@@ -1278,14 +1329,29 @@ static void test_grants_are_the_closure_of_includes(void **state)
  * config/example.json in the source tree, found from this file's own path, which is
  * relative to the repository when the build runs there, as the Makefile's does.
  */
-static void example_source_path(char *out, size_t size)
+/* The path of a file of the source tree, such as "config/example.json". */
+static void source_path(char *out, size_t size, const char *relative)
 {
     const char *suffix = "tests/unit/test_config.c";
     const char *file = __FILE__;
     size_t file_len = strlen(file);
     size_t prefix_len = file_len - strlen(suffix);
     assert_true(file_len >= strlen(suffix) && strcmp(file + prefix_len, suffix) == 0);
-    snprintf(out, size, "%.*sconfig/example.json", (int)prefix_len, file);
+    snprintf(out, size, "%.*s%s", (int)prefix_len, file, relative);
+}
+
+/* Copies a file of the source tree into the fixture's directory, at the same path. */
+static void copy_source_file(const struct fixture *fixture, const char *relative)
+{
+    char source[512], text[16384];
+    source_path(source, sizeof source, relative);
+    FILE *file = fopen(source, "rb");
+    if (file == NULL)
+        fail_msg("cannot open %s", source);
+    size_t len = fread(text, 1, sizeof text, file);
+    assert_true(len > 0 && len < sizeof text);
+    assert_int_equal(fclose(file), 0);
+    write_file(fixture, relative, text, len);
 }
 
 /*
@@ -1295,17 +1361,14 @@ static void example_source_path(char *out, size_t size)
 static void test_example_config_loads(void **state)
 {
     struct fixture *fixture = *state;
-    char example_path[512];
-    example_source_path(example_path, sizeof example_path);
-    FILE *example = fopen(example_path, "rb");
-    if (example == NULL)
-        fail_msg("cannot open %s", example_path);
-    char text[16384];
-    size_t len = fread(text, 1, sizeof text, example);
-    assert_true(len > 0 && len < sizeof text);
-    assert_int_equal(fclose(example), 0);
+    static const char *const sources[] = {
+        "config/example.json",           "schemas/SendInvoice.json",
+        "schemas/SendWelcomeEmail.json", "schemas/SendPasswordReset.json",
+        "schemas/BuildReport.json",
+    };
 
-    write_file(fixture, "config/example.json", text, len);
+    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++)
+        copy_source_file(fixture, sources[i]);
     write_secret(fixture, "run/keys/dev-hs256.key");
     write_text(fixture, "run/tls/cert.pem", "certificate\n");
     write_text(fixture, "run/tls/key.pem", "key\n");
@@ -1318,6 +1381,9 @@ static void test_example_config_loads(void **state)
     assert_int_equal(fixture->message_count, 0);
     assert_non_null(config_find_queue(config, "invoices", 8));
     assert_non_null(config->tls.address.host);
+    const struct config_class *invoice = config_find_class(config, "SendInvoice", 11);
+    assert_non_null(invoice);
+    assert_true(schema_has_secrets(invoice->schema));
     config_free(config);
 }
 
@@ -1487,6 +1553,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unknown_alg_is_reported_without_its_key_file, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_queue_class_needs_a_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_problems_name_the_schema_file_and_pointer,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyring_rejection_is_reported_at_the_key, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_kid, setup, teardown),

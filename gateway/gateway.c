@@ -21,6 +21,9 @@
 #define QUEUES_PREFIX "/v1/queues/"
 #define JOBS_SUFFIX "/jobs"
 #define ACCEPTED_MAX_BYTES 512
+/* A rejected job lists at most this many failures, and how many there were in all. */
+#define SCHEMA_ERRORS_SHOWN 16
+#define SCHEMA_ERROR_BYTES (SCHEMA_MAX_POINTER + 256)
 
 struct enqueue {
     struct worker *worker;
@@ -184,6 +187,61 @@ static int parse_job(struct enqueue *enqueue, struct job *job)
     return 0;
 }
 
+/*
+ * Renders failures as the problem's "errors" member, each pointer taken from the
+ * request body's root (so under /args). Messages are schema's fixed texts: no value
+ * from the job ever reaches the answer.
+ */
+static const char *schema_errors_member(h2o_req_t *req, const struct schema_error *errors,
+                                        size_t shown, size_t total)
+{
+    size_t capacity = 64 + shown * SCHEMA_ERROR_BYTES;
+    struct text members;
+
+    text_init(&members, h2o_mem_alloc_pool(&req->pool, capacity), capacity);
+    text_append_str(&members, "\"error_count\":");
+    text_append_uint(&members, total);
+    text_append_str(&members, ",\"errors\":[");
+    for (size_t i = 0; i < shown; i++) {
+        char pointer[SCHEMA_MAX_POINTER + sizeof("/args")];
+        struct text path;
+
+        text_init(&path, pointer, sizeof(pointer));
+        text_append_str(&path, "/args");
+        text_append_str(&path, errors[i].pointer);
+        text_finish(&path);
+        text_append_str(&members, i == 0 ? "{\"pointer\":" : ",{\"pointer\":");
+        text_append_json_string(&members, pointer, path.len);
+        text_append_str(&members, ",\"keyword\":");
+        text_append_json_string(&members, errors[i].keyword, strlen(errors[i].keyword));
+        text_append_str(&members, ",\"message\":");
+        text_append_json_string(&members, errors[i].message, strlen(errors[i].message));
+        text_append_str(&members, "}");
+    }
+    text_append_str(&members, "]");
+    return text_finish(&members);
+}
+
+/* Step 8: the arguments against their class's schema, fail-closed. */
+static int validate_args(struct enqueue *enqueue, struct job *job)
+{
+    const struct config_class *class_ =
+        config_find_class(enqueue->worker->config, job->class_name, job->class_len);
+    struct schema_error errors[SCHEMA_ERRORS_SHOWN];
+    size_t total = schema_validate(class_->schema, job->args, errors, SCHEMA_ERRORS_SHOWN);
+    size_t shown = total < SCHEMA_ERRORS_SHOWN ? total : SCHEMA_ERRORS_SHOWN;
+
+    if (total == 0)
+        return 0;
+    job_release(job);
+    log_enqueue(enqueue, problem_status(PROBLEM_INVALID_ARGUMENTS),
+                problem_type(PROBLEM_INVALID_ARGUMENTS));
+    problem_send_extended(enqueue->req, PROBLEM_INVALID_ARGUMENTS,
+                          "see errors: each names the failing value by JSON Pointer",
+                          schema_errors_member(enqueue->req, errors, shown, total));
+    return -1;
+}
+
 static void respond_accepted(struct enqueue *enqueue)
 {
     char buffer[ACCEPTED_MAX_BYTES];
@@ -269,7 +327,7 @@ static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
     enqueue->queue_name = queue_name;
 
     if (authenticate(enqueue) != 0 || authorize(enqueue) != 0 || check_body(enqueue) != 0 ||
-        parse_job(enqueue, &job) != 0)
+        parse_job(enqueue, &job) != 0 || validate_args(enqueue, &job) != 0)
         return;
     store_job(enqueue, &job);
 }

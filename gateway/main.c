@@ -5,6 +5,7 @@
  *   jobgate check-config --config FILE
  *   jobgate token --config FILE --scope "tier:x queue:y" [--kid KID] [--key FILE]
  *                 [--tenant T] [--subject S] [--ttl SECONDS]
+ *   jobgate validate --schema FILE < values, one JSON value per line
  *   jobgate version | help
  */
 #include <errno.h>
@@ -19,10 +20,13 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "schema.h"
 #include "transport.h"
 
 #define KEY_FILE_MAX (64 * 1024)
 #define MAX_TOKEN_TTL (7 * 24 * 3600)
+#define VALIDATE_LINE_MAX (16 * 1024 * 1024)
+#define VALIDATE_ERRORS_SHOWN 16
 
 static const char usage[] =
     "usage: jobgate COMMAND [OPTIONS]\n"
@@ -33,6 +37,8 @@ static const char usage[] =
     "  token --config FILE --scope \"tier:NAME queue:NAME\" [--kid KID]\n"
     "        [--key PRIVATE_KEY_FILE] [--tenant TENANT] [--subject SUBJECT] [--ttl SECONDS]\n"
     "                                mint a test token signed with a key of the config\n"
+    "  validate --schema FILE        check JSON values, one per line on standard input,\n"
+    "                                against a schema: one verdict per line\n"
     "  version                       print the version\n"
     "  help                          print this text\n"
     "\n"
@@ -250,6 +256,112 @@ static int command_token(int argc, char **argv)
     return status;
 }
 
+/* Prints one line's verdict: "N: valid", or "N: invalid: POINTER KEYWORD: MESSAGE; ...". */
+static int print_verdict(const struct schema *schema, size_t line_number, const char *line,
+                         size_t len)
+{
+    struct schema_error errors[VALIDATE_ERRORS_SHOWN];
+    json_error_t error;
+    json_t *value = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
+    size_t total;
+
+    if (value == NULL) {
+        printf("%zu: not JSON: column %d\n", line_number, error.column);
+        return 1;
+    }
+    total = schema_validate(schema, value, errors, VALIDATE_ERRORS_SHOWN);
+    json_decref(value);
+    if (total == 0) {
+        printf("%zu: valid\n", line_number);
+        return 0;
+    }
+    printf("%zu: invalid:", line_number);
+    for (size_t i = 0; i < total && i < VALIDATE_ERRORS_SHOWN; i++)
+        printf("%s %s %s: %s", i == 0 ? "" : ";", errors[i].pointer[0] ? errors[i].pointer : "/",
+               errors[i].keyword, errors[i].message);
+    if (total > VALIDATE_ERRORS_SHOWN)
+        printf("; and %zu more", total - VALIDATE_ERRORS_SHOWN);
+    printf("\n");
+    return 1;
+}
+
+/*
+ * Reads one line of at most VALIDATE_LINE_MAX bytes into *line (grown as needed),
+ * without its newline. A longer line is read to its end and thrown away, with
+ * *too_long set. Returns the length, or -1 at the end of input or out of memory.
+ */
+static ssize_t read_line(FILE *input, char **line, size_t *capacity, int *too_long)
+{
+    size_t len = 0;
+    int c;
+
+    *too_long = 0;
+    while ((c = getc(input)) != EOF && c != '\n') {
+        if (len == VALIDATE_LINE_MAX) {
+            *too_long = 1;
+            continue;
+        }
+        if (len + 1 >= *capacity) {
+            size_t grown = *capacity == 0 ? 4096 : *capacity * 2;
+            char *bigger = realloc(*line, grown);
+            if (bigger == NULL)
+                return -1;
+            *line = bigger;
+            *capacity = grown;
+        }
+        (*line)[len++] = (char)c;
+    }
+    if (c == EOF && len == 0 && !*too_long)
+        return -1;
+    return (ssize_t)len;
+}
+
+/*
+ * Checks JSON values read from standard input, one per line (blank lines skipped),
+ * against a schema, so producers can test their payloads in their own CI. Exits 1 if
+ * any value is invalid or not JSON, 2 if the schema does not load.
+ */
+static int command_validate(int argc, char **argv)
+{
+    static const struct option options[] = {{"schema", required_argument, NULL, 's'},
+                                            {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    struct schema *schema;
+    char *line = NULL;
+    size_t capacity = 0, line_number = 0;
+    ssize_t len;
+    int option, failed = 0, too_long;
+
+    while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (option != 's')
+            return 2;
+        path = optarg;
+    }
+    if (path == NULL) {
+        fprintf(stderr, "jobgate: validate needs --schema FILE\n");
+        return 2;
+    }
+    if ((schema = schema_load_file(path, NULL, print_problem, NULL)) == NULL)
+        return 2;
+
+    while ((len = read_line(stdin, &line, &capacity, &too_long)) >= 0) {
+        line_number++;
+        if (too_long) {
+            printf("%zu: too long: over %d bytes\n", line_number, VALIDATE_LINE_MAX);
+            failed = 1;
+            continue;
+        }
+        while (len > 0 && line[len - 1] == '\r')
+            len--;
+        if (len == 0)
+            continue;
+        failed |= print_verdict(schema, line_number, line, (size_t)len);
+    }
+    free(line);
+    schema_free(schema);
+    return failed;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -259,6 +371,7 @@ int main(int argc, char **argv)
         {"serve", command_serve},
         {"check-config", command_check_config},
         {"token", command_token},
+        {"validate", command_validate},
     };
     const char *command = argc > 1 ? argv[1] : NULL;
 

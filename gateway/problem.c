@@ -39,6 +39,9 @@ static const struct problem_info problems[PROBLEM_KIND_COUNT] = {
                                 "Request body is not strict JSON"},
     [PROBLEM_INVALID_JOB] = {PROBLEM_TYPE_PREFIX "invalid-job", 400, "Bad Request",
                              "Request body is not a job"},
+    [PROBLEM_INVALID_ARGUMENTS] = {PROBLEM_TYPE_PREFIX "invalid-arguments", 422,
+                                   "Unprocessable Content",
+                                   "Job arguments do not match the class's schema"},
     [PROBLEM_UNKNOWN_CLASS] = {PROBLEM_TYPE_PREFIX "unknown-class", 422, "Unprocessable Content",
                                "Class not allowed on this queue"},
     [PROBLEM_REDIS_UNAVAILABLE] = {PROBLEM_TYPE_PREFIX "redis-unavailable", 503,
@@ -90,12 +93,18 @@ static void add_kind_headers(h2o_req_t *req, enum problem_kind kind)
 
 void problem_send(h2o_req_t *req, enum problem_kind kind, const char *detail)
 {
+    problem_send_extended(req, kind, detail, NULL);
+}
+
+void problem_send_extended(h2o_req_t *req, enum problem_kind kind, const char *detail,
+                           const char *members)
+{
     const struct problem_info *info = &problems[kind];
-    char buffer[PROBLEM_MAX_BYTES];
+    size_t capacity = PROBLEM_MAX_BYTES + (members != NULL ? strlen(members) : 0);
     struct text body;
     const char *json;
 
-    text_init(&body, buffer, sizeof(buffer));
+    text_init(&body, h2o_mem_alloc_pool(&req->pool, capacity), capacity);
     text_append_str(&body, "{\"type\":");
     text_append_json_string(&body, info->type, strlen(info->type));
     text_append_str(&body, ",\"title\":");
@@ -105,6 +114,10 @@ void problem_send(h2o_req_t *req, enum problem_kind kind, const char *detail)
     if (detail != NULL) {
         text_append_str(&body, ",\"detail\":");
         text_append_json_string(&body, detail, strlen(detail));
+    }
+    if (members != NULL) {
+        text_append_str(&body, ",");
+        text_append_str(&body, members);
     }
     text_append_str(&body, "}");
     json = text_finish(&body);

@@ -22,6 +22,7 @@ enum problem_kind {
     PROBLEM_MALFORMED_JSON,         /* 400: not strict JSON */
     PROBLEM_INVALID_JOB,            /* 400: JSON, but not a job object */
     PROBLEM_UNKNOWN_CLASS,          /* 422 */
+    PROBLEM_INVALID_ARGUMENTS,      /* 422: args fail the class's schema */
     PROBLEM_REDIS_UNAVAILABLE,      /* 503 */
     PROBLEM_OVERLOADED,             /* 503: too many writes in flight */
     PROBLEM_KIND_COUNT
@@ -39,6 +40,13 @@ int problem_status(enum problem_kind kind);
  * gateway-made string; it is copied into the request's pool.
  */
 void problem_send(h2o_req_t *req, enum problem_kind kind, const char *detail);
+
+/*
+ * As problem_send, with members (NULL, or extension members as JSON text without the
+ * braces, such as "errors":[...]) added to the problem object. members is copied.
+ */
+void problem_send_extended(h2o_req_t *req, enum problem_kind kind, const char *detail,
+                           const char *members);
 
 /*
  * Sends body (copied into the request's pool) with status and content type, and a

@@ -68,8 +68,9 @@ asan:
 	    scripts/test.sh build/asan
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/auth_bench
+	@$(MAKE) --no-print-directory all $(BUILD)/auth_bench $(BUILD)/schema_bench
 	$(BUILD)/auth_bench
+	$(BUILD)/schema_bench
 	bench/run.sh
 
 format:

@@ -67,10 +67,11 @@ http_port=$(free_port)
 redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
     --daemonize yes --logfile "$work/redis.log" --dir "$work"
 openssl rand 32 >"$work/hs256.key"
-jq --arg key "$work/hs256.key" --arg listen "127.0.0.1:$http_port" \
+jq --arg key "$work/hs256.key" --arg listen "127.0.0.1:$http_port" --arg schemas "$PWD/schemas" \
     --argjson redis_port "$redis_port" --argjson threads "$threads" \
     '.threads = $threads | .listen = {cleartext: $listen} | .redis.port = $redis_port
-     | .redis.max_in_flight = 100000 | .auth.keys = [{kid: "bench", alg: "HS256", file: $key}]' \
+     | .redis.max_in_flight = 100000 | .auth.keys = [{kid: "bench", alg: "HS256", file: $key}]
+     | .classes |= with_entries(.value.schema = "\($schemas)/\(.key).json")' \
     config/example.json >"$work/config.json"
 
 "$jobgate" serve --config "$work/config.json" 2>"$work/jobgate.log" &

@@ -1224,10 +1224,66 @@ static void report_schema_problem(void *data, const char *message)
     report_message(data, message);
 }
 
-static void load_class(struct loader *loader, const json_t *object, struct config_class *class_)
+/*
+ * How to load one of the config's maps of names to objects ($.classes, $.queues): the
+ * element type's size, the name check and its explanation, and the loader of one
+ * member, called for every member that is an object.
+ */
+struct named_objects {
+    const char *key;
+    size_t element_size;
+    int (*name_valid)(const char *name, size_t len);
+    const char *invalid_name;
+    const char *empty; /* the problem when the map is empty, or NULL when it may be */
+    void (*load)(struct loader *loader, struct config *config, void *element, const char *name,
+                 const json_t *object);
+};
+
+/* Loads the map kind->key of root into a new array at *elements; returns its length. */
+static size_t load_named_objects(struct loader *loader, const json_t *root,
+                                 const struct named_objects *kind, struct config *config,
+                                 void **elements)
+{
+    json_t *object = member(loader, root, kind->key, JSON_OBJECT, 1);
+    size_t loaded = 0;
+
+    *elements = NULL;
+    if (object == NULL)
+        return 0;
+    size_t mark = path_push_key(loader, kind->key);
+    size_t count = json_object_size(object);
+    if (count == 0 && kind->empty != NULL)
+        problem(loader, "%s", kind->empty);
+    char *array = calloc(count > 0 ? count : 1, kind->element_size);
+    if (array == NULL) {
+        problem(loader, "out of memory");
+        path_pop(loader, mark);
+        return 0;
+    }
+    for (void *iter = json_object_iter(object); iter != NULL;
+         iter = json_object_iter_next(object, iter)) {
+        const char *name = json_object_iter_key(iter);
+        const json_t *member_object = json_object_iter_value(iter);
+        size_t member_mark = path_push_key(loader, name);
+        if (!kind->name_valid(name, strlen(name)))
+            problem(loader, "%s", kind->invalid_name);
+        if (expect_type(loader, member_object, JSON_OBJECT))
+            kind->load(loader, config, array + loaded++ * kind->element_size, name, member_object);
+        path_pop(loader, member_mark);
+    }
+    path_pop(loader, mark);
+    *elements = array;
+    return loaded;
+}
+
+static void load_class(struct loader *loader, struct config *config, void *element,
+                       const char *name, const json_t *object)
 {
     static const char *const keys[] = {"schema", NULL};
+    struct config_class *class_ = element;
 
+    (void)config;
+    class_->name = copy_string(loader, name, strlen(name));
     check_keys(loader, (json_t *)object, keys);
     class_->schema_file = read_file_path(loader, object, "schema", 1);
     if (class_->schema_file != NULL)
@@ -1237,34 +1293,18 @@ static void load_class(struct loader *loader, const json_t *object, struct confi
 /* Every class a queue may accept, each with its compiled schema. */
 static void load_classes(struct loader *loader, const json_t *root, struct config *config)
 {
-    json_t *object = member(loader, root, "classes", JSON_OBJECT, 1);
-    if (object == NULL)
-        return;
+    static const struct named_objects classes = {
+        .key = "classes",
+        .element_size = sizeof(struct config_class),
+        .name_valid = policy_class_name_valid,
+        .invalid_name = "invalid class name (a Ruby constant path such as Billing::SendInvoice, "
+                        "at most 128 bytes)",
+        .load = load_class,
+    };
+    void *elements;
 
-    size_t mark = path_push_key(loader, "classes");
-    size_t count = json_object_size(object);
-    config->classes = calloc(count > 0 ? count : 1, sizeof *config->classes);
-    if (config->classes == NULL) {
-        problem(loader, "out of memory");
-        path_pop(loader, mark);
-        return;
-    }
-    for (void *iter = json_object_iter(object); iter != NULL;
-         iter = json_object_iter_next(object, iter)) {
-        const char *name = json_object_iter_key(iter);
-        const json_t *class_object = json_object_iter_value(iter);
-        size_t class_mark = path_push_key(loader, name);
-        if (!policy_class_name_valid(name, strlen(name)))
-            problem(loader, "invalid class name (a Ruby constant path such as "
-                            "Billing::SendInvoice, at most 128 bytes)");
-        else if (expect_type(loader, class_object, JSON_OBJECT)) {
-            struct config_class *class_ = &config->classes[config->class_count++];
-            class_->name = copy_string(loader, name, strlen(name));
-            load_class(loader, class_object, class_);
-        }
-        path_pop(loader, class_mark);
-    }
-    path_pop(loader, mark);
+    config->class_count = load_named_objects(loader, root, &classes, config, &elements);
+    config->classes = elements;
 }
 
 /* A class a queue names must be one of $.classes, so that it has a schema. */
@@ -1281,42 +1321,33 @@ static void check_queue_classes(struct loader *loader, const struct config *conf
     }
 }
 
+static void load_queue_member(struct loader *loader, struct config *config, void *element,
+                              const char *name, const json_t *object)
+{
+    struct config_queue *queue = element;
+
+    queue->name = copy_string(loader, name, strlen(name));
+    load_queue(loader, object, config, queue);
+    size_t classes_mark = path_push_key(loader, "classes");
+    check_queue_classes(loader, config, queue);
+    path_pop(loader, classes_mark);
+}
+
 static void load_queues(struct loader *loader, const json_t *root, struct config *config)
 {
-    json_t *object = member(loader, root, "queues", JSON_OBJECT, 1);
-    if (object == NULL)
-        return;
+    static const struct named_objects queues = {
+        .key = "queues",
+        .element_size = sizeof(struct config_queue),
+        .name_valid = policy_queue_name_valid,
+        .invalid_name = "invalid queue name (1 to 64 of a-z, 0-9, _ and -, starting with a "
+                        "letter or a digit)",
+        .empty = "must name at least one queue",
+        .load = load_queue_member,
+    };
+    void *elements;
 
-    size_t mark = path_push_key(loader, "queues");
-    size_t count = json_object_size(object);
-    if (count == 0)
-        problem(loader, "must name at least one queue");
-    config->queues = calloc(count > 0 ? count : 1, sizeof *config->queues);
-    if (config->queues == NULL) {
-        problem(loader, "out of memory");
-        path_pop(loader, mark);
-        return;
-    }
-
-    for (void *iter = json_object_iter(object); iter != NULL;
-         iter = json_object_iter_next(object, iter)) {
-        const char *name = json_object_iter_key(iter);
-        const json_t *queue_object = json_object_iter_value(iter);
-        size_t queue_mark = path_push_key(loader, name);
-        if (!policy_queue_name_valid(name, strlen(name)))
-            problem(loader, "invalid queue name (1 to 64 of a-z, 0-9, _ and -, starting with a "
-                            "letter or a digit)");
-        if (expect_type(loader, queue_object, JSON_OBJECT)) {
-            struct config_queue *queue = &config->queues[config->queue_count++];
-            queue->name = copy_string(loader, name, strlen(name));
-            load_queue(loader, queue_object, config, queue);
-            size_t classes_mark = path_push_key(loader, "classes");
-            check_queue_classes(loader, config, queue);
-            path_pop(loader, classes_mark);
-        }
-        path_pop(loader, queue_mark);
-    }
-    path_pop(loader, mark);
+    config->queue_count = load_named_objects(loader, root, &queues, config, &elements);
+    config->queues = elements;
 }
 
 static void set_string_defaults(struct loader *loader, struct config *config)

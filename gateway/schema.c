@@ -1722,7 +1722,8 @@ struct schema *schema_load_file(const char *path, const struct schema_limits *li
     }
 
     json_error_t error;
-    json_t *document = json_loadb(buffer, len, JSON_REJECT_DUPLICATES, &error);
+    /* A schema may be a boolean: true accepts everything, false nothing. */
+    json_t *document = json_loadb(buffer, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     free(buffer);
     if (document == NULL) {
         char where[64];
@@ -1804,13 +1805,24 @@ struct validation {
     size_t depth;
 };
 
+/*
+ * Whether value is a whole number past max_integer. A real counts too: every double
+ * beyond 2^53 is a whole number, and not necessarily the one the producer wrote
+ * (9007199254740993.0 reads as ...992), so "1e20" passes only where big integers may.
+ */
 static bool is_big_integer(const struct validation *validation, const json_t *value)
 {
-    if (!json_is_integer(value))
-        return false;
-    json_int_t integer = json_integer_value(value);
     json_int_t limit = validation->limits->max_integer;
-    return integer > limit || integer < -limit;
+
+    if (json_is_integer(value)) {
+        json_int_t integer = json_integer_value(value);
+        return integer > limit || integer < -limit;
+    }
+    if (json_is_real(value)) {
+        double real = json_real_value(value);
+        return real > (double)limit || real < -(double)limit;
+    }
+    return false;
 }
 
 static void render_pointer(const struct validation *validation, struct schema_error *error)
@@ -1916,6 +1928,7 @@ static void check_limits(struct validation *validation, const json_t *value, siz
             report(validation, "maxStringLength", "is a string longer than jobgate accepts");
         return;
     case JSON_INTEGER:
+    case JSON_REAL:
         validation->big_integers += is_big_integer(validation, value);
         return;
     case JSON_ARRAY:
@@ -2553,6 +2566,7 @@ static void report_big_integers(struct validation *validation, const json_t *val
 {
     switch (json_typeof(value)) {
     case JSON_INTEGER:
+    case JSON_REAL:
         if (is_big_integer(validation, value) && !is_marked(validation, value, MARK_BIG_INTEGER))
             record(validation, "maxInteger", "is an integer beyond the range jobgate accepts");
         return;

@@ -110,6 +110,12 @@ test('integers beyond 2^53 and deep nesting are refused whatever the schema says
   let problem = await assertInvalid('mailers',
     { class: 'SendWelcomeEmail', args: [{ user_id: 2 ** 53 + 2 }] });
   assert.deepEqual(failures(problem), ['/args/0/user_id maxInteger']);
+  // Written as reals they are no different: 9007199254740993.0 would reach a worker as ...992.
+  for (const raw of ['9007199254740993.0', '1e300', '12345678901234567890.5']) {
+    problem = await assertInvalid('mailers',
+      `{"class":"SendWelcomeEmail","args":[{"user_id":${raw}}]}`);
+    assert.deepEqual(failures(problem), ['/args/0/user_id maxInteger'], raw);
+  }
 
   let nested = 1;
   for (let i = 0; i < 40; i++) nested = [nested];

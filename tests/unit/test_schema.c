@@ -849,8 +849,10 @@ static void test_limits(void **state)
     assert_valid(anything, "[9007199254740991, -9007199254740991]");
     assert_fails(anything, "[1, {\"n\": 9007199254740992}]", "/1/n", "maxInteger");
     assert_fails(anything, "-9007199254740992", "", "maxInteger");
-    /* Reals are doubles everywhere already; the limit is on integers. */
-    assert_valid(anything, "1e300");
+    /* Every double past 2^53 is a whole number, maybe not the one written: limited too. */
+    assert_fails(anything, "9007199254740993.0", "", "maxInteger");
+    assert_fails(anything, "[0.5, 1e300]", "/1", "maxInteger");
+    assert_valid(anything, "[9007199254740991.0, 0.1, -2.5e-300]");
     schema_free(anything);
 
     /* A limit failure stops before the schema: only the limit is reported. */
@@ -900,6 +902,7 @@ static void test_big_integers_where_the_schema_allows(void **state)
         " \"either\": {\"anyOf\": [{\"type\": \"string\", \"x-jobgate-big-integers\": true},"
         " {\"type\": \"integer\"}]}}}");
     assert_valid(schema, "{\"id\": 9223372036854775807, \"count\": 1}");
+    assert_valid(schema, "{\"id\": 1e20}");
     assert_fails(schema, "{\"id\": 1, \"count\": 9007199254740992}", "/count", "maxInteger");
     /* An allowance inside a branch that failed allows nothing. */
     assert_fails(schema, "{\"either\": 9007199254740992}", "/either", "maxInteger");

@@ -464,14 +464,16 @@ static void wipe_and_free(void *buffer, size_t len)
 }
 
 /* Reports, at member key, when the resolved path cannot be opened for reading. */
-static void check_readable(struct loader *loader, const char *key, const char *path)
+/* Whether path can be opened for reading; reports the problem at key when not. */
+static int check_readable(struct loader *loader, const char *key, const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         problem_at(loader, key, "cannot read %s: %s", path, strerror(errno));
-        return;
+        return 0;
     }
     close(fd);
+    return 1;
 }
 
 /* Whether host (not NUL-terminated) is an address of family, AF_INET or AF_INET6. */
@@ -1286,7 +1288,7 @@ static void load_class(struct loader *loader, struct config *config, void *eleme
     class_->name = copy_string(loader, name, strlen(name));
     check_keys(loader, (json_t *)object, keys);
     class_->schema_file = read_file_path(loader, object, "schema", 1);
-    if (class_->schema_file != NULL)
+    if (class_->schema_file != NULL && check_readable(loader, "schema", class_->schema_file))
         class_->schema = schema_load_file(class_->schema_file, NULL, report_schema_problem, loader);
 }
 

@@ -5,8 +5,7 @@
 
 #include <string.h>
 
-/* Reasons from jansson's error code; its own messages quote the input, so never use them. */
-static const char *json_error_detail(const json_error_t *error)
+const char *job_json_error(const json_error_t *error)
 {
     switch (json_error_code(error)) {
     case json_error_duplicate_key:
@@ -44,7 +43,7 @@ enum job_status job_parse(const char *body, size_t len, struct job *job, const c
     /* Any JSON value parses, so that a scalar body is told apart from broken JSON. */
     job->root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     if (job->root == NULL) {
-        *detail = json_error_detail(&error);
+        *detail = job_json_error(&error);
         return JOB_MALFORMED_JSON;
     }
 

@@ -33,4 +33,10 @@ enum job_status job_parse(const char *body, size_t len, struct job *job, const c
 
 void job_release(struct job *job);
 
+/*
+ * Why jansson refused some JSON, as a fixed phrase ("duplicate object key"). jansson's
+ * own messages quote the input, so they are never shown.
+ */
+const char *job_json_error(const json_error_t *error);
+
 #endif

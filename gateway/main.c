@@ -19,6 +19,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "job.h"
 #include "log.h"
 #include "schema.h"
 #include "transport.h"
@@ -266,7 +267,8 @@ static int print_verdict(const struct schema *schema, size_t line_number, const 
     size_t total;
 
     if (value == NULL) {
-        printf("%zu: not JSON: column %d\n", line_number, error.column);
+        printf("%zu: not JSON: %s at column %d\n", line_number, job_json_error(&error),
+               error.column);
         return 1;
     }
     total = schema_validate(schema, value, errors, VALIDATE_ERRORS_SHOWN);

@@ -3,11 +3,45 @@
  */
 #include "serialize.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define REAL_MAX_DIGITS 17
+
+/* Whether value is a normal power of two: its fraction bits are all zero. */
+static int is_power_of_two(double value)
+{
+    uint64_t bits;
+
+    memcpy(&bits, &value, sizeof(bits));
+    return (bits & 0x000fffffffffffffu) == 0 && (bits & 0x7ff0000000000000u) != 0;
+}
+
+/*
+ * Turns scientific ("D.DDDe+XX" or "De+XX", positive) into the next decimal up with
+ * as many digits, carrying into the exponent when every digit was 9.
+ */
+static void next_decimal_up(char *scientific, size_t size)
+{
+    char *exponent = strchr(scientific, 'e');
+    char *digit = exponent;
+
+    while (digit > scientific) {
+        digit--;
+        if (*digit == '.')
+            continue;
+        if (*digit != '9') {
+            (*digit)++;
+            return;
+        }
+        *digit = '0';
+    }
+    scientific[0] = '1';
+    snprintf(exponent, size - (size_t)(exponent - scientific), "e%+ld",
+             strtol(exponent + 1, NULL, 10) + 1);
+}
 
 /*
  * Finds the fewest significant digits that read back as value: fills digits (no dot,
@@ -21,8 +55,21 @@ static int shortest_digits(double value, char digits[REAL_MAX_DIGITS + 1], int *
     /* At most 17 significant digits are ever needed to name a double exactly. */
     for (int precision = 1; precision <= REAL_MAX_DIGITS; precision++) {
         snprintf(scientific, sizeof(scientific), "%.*e", precision - 1, value);
-        if (strtod(scientific, NULL) == value)
+        double nearest = strtod(scientific, NULL);
+        if (nearest == value)
             break;
+
+        /*
+         * Below a power of two the doubles are twice as dense, so the range that reads
+         * back as value reaches only half as far down as up: the nearest decimal can
+         * miss below while the next one up still reads back. ECMA-262 wants that one:
+         * 2^-1017 is 7.120236347223045e-307 (7.120236347223044e-307 is another double).
+         */
+        if (is_power_of_two(value) && nearest < value) {
+            next_decimal_up(scientific, sizeof(scientific));
+            if (strtod(scientific, NULL) == value)
+                break;
+        }
     }
     /* scientific is "D.DDDDe+XX" (or "De+XX"), value positive. */
     for (const char *c = scientific; *c != 'e'; c++) {

@@ -40,6 +40,8 @@ static void test_reals_are_shortest_round_trip(void **state)
     assert_real(-2.5, "-2.5", "-2.5");
     assert_real(5e-324, "5e-324", "5e-324");
     assert_real(1.7976931348623157e308, "1.7976931348623157e+308", "1.7976931348623157e+308");
+    /* Below a power of two the nearest decimal may not read back, but the next one up does. */
+    assert_real(0x1p-1017, "7.120236347223045e-307", "7.120236347223045e-307");
 }
 
 static void test_reals_follow_ecmascript_layout(void **state)

@@ -23,7 +23,8 @@
 #define ACCEPTED_MAX_BYTES 512
 /* A rejected job lists at most this many failures, and how many there were in all. */
 #define SCHEMA_ERRORS_SHOWN 16
-#define SCHEMA_ERROR_BYTES (SCHEMA_MAX_POINTER + 256)
+/* A pointer may grow six-fold when escaped for JSON (\u00XX); messages are short. */
+#define SCHEMA_ERROR_BYTES (6 * (SCHEMA_MAX_POINTER + sizeof("/args")) + 256)
 
 struct enqueue {
     struct worker *worker;
@@ -75,12 +76,21 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
     log_request(&entry);
 }
 
-/* Answers the enqueue with a problem and writes its audit line. Always returns -1. */
-static int reject(struct enqueue *enqueue, enum problem_kind kind, const char *detail)
+/*
+ * Answers the enqueue with a problem, with extension members when members is not
+ * NULL, and writes its audit line. Always returns -1.
+ */
+static int reject_with(struct enqueue *enqueue, enum problem_kind kind, const char *detail,
+                       const char *members)
 {
     log_enqueue(enqueue, problem_status(kind), problem_type(kind));
-    problem_send(enqueue->req, kind, detail);
+    problem_send_extended(enqueue->req, kind, detail, members);
     return -1;
+}
+
+static int reject(struct enqueue *enqueue, enum problem_kind kind, const char *detail)
+{
+    return reject_with(enqueue, kind, detail, NULL);
 }
 
 /* Step 3: the bearer token. */
@@ -234,12 +244,9 @@ static int validate_args(struct enqueue *enqueue, struct job *job)
     if (total == 0)
         return 0;
     job_release(job);
-    log_enqueue(enqueue, problem_status(PROBLEM_INVALID_ARGUMENTS),
-                problem_type(PROBLEM_INVALID_ARGUMENTS));
-    problem_send_extended(enqueue->req, PROBLEM_INVALID_ARGUMENTS,
-                          "see errors: each names the failing value by JSON Pointer",
-                          schema_errors_member(enqueue->req, errors, shown, total));
-    return -1;
+    return reject_with(enqueue, PROBLEM_INVALID_ARGUMENTS,
+                       "see errors: each names the failing value by JSON Pointer",
+                       schema_errors_member(enqueue->req, errors, shown, total));
 }
 
 static void respond_accepted(struct enqueue *enqueue)

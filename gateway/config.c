@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1432,6 +1433,7 @@ struct config *config_load(const char *path, config_report_fn report, void *repo
         return NULL;
     }
     set_defaults(config);
+    config->references = 1;
     config->path = strdup(path);
     if (config->path == NULL)
         problem(&loader, "out of memory");
@@ -1532,4 +1534,54 @@ const struct config_class *config_find_class(const struct config *config, const 
             return &config->classes[i];
     }
     return NULL;
+}
+
+void config_retain(const struct config *config)
+{
+    /* The count is the one member a shared config changes, and it is atomic. */
+    atomic_fetch_add(&((struct config *)config)->references, 1);
+}
+
+void config_release(const struct config *config)
+{
+    if (config != NULL && atomic_fetch_sub(&((struct config *)config)->references, 1) == 1)
+        config_free((struct config *)config);
+}
+
+static int same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int same_listener(const struct config_listener *a, const struct config_listener *b)
+{
+    return same_text(a->host, b->host) && a->port == b->port;
+}
+
+int config_reloadable(const struct config *current, const struct config *next, const char **reason)
+{
+    const struct config_redis *a = &current->redis, *b = &next->redis;
+
+    *reason = NULL;
+    if (current->threads != next->threads)
+        *reason = "threads";
+    else if (!same_listener(&current->cleartext, &next->cleartext) ||
+             !same_listener(&current->tls.address, &next->tls.address) ||
+             !same_text(current->tls.certificate_file, next->tls.certificate_file) ||
+             !same_text(current->tls.key_file, next->tls.key_file))
+        *reason = "listen";
+    else if (current->limits.max_body_bytes != next->limits.max_body_bytes ||
+             current->limits.request_timeout_ms != next->limits.request_timeout_ms ||
+             current->limits.idle_timeout_ms != next->limits.idle_timeout_ms ||
+             current->limits.handshake_timeout_ms != next->limits.handshake_timeout_ms)
+        *reason = "limits";
+    else if (!same_text(a->host, b->host) || a->port != b->port ||
+             !same_text(a->username, b->username) || !same_text(a->password, b->password) ||
+             !same_text(a->namespace_, b->namespace_) ||
+             a->connect_timeout_ms != b->connect_timeout_ms ||
+             a->command_timeout_ms != b->command_timeout_ms ||
+             a->reconnect_min_ms != b->reconnect_min_ms ||
+             a->reconnect_max_ms != b->reconnect_max_ms || a->max_in_flight != b->max_in_flight)
+        *reason = "redis";
+    return *reason == NULL;
 }

@@ -91,6 +91,7 @@ struct config_auth {
 };
 
 struct config {
+    _Atomic unsigned references; /* see config_retain */
     char *path;
     unsigned threads;
     struct config_listener cleartext;
@@ -120,6 +121,21 @@ typedef void (*config_report_fn)(void *data, const char *message);
 struct config *config_load(const char *path, config_report_fn report, void *report_data);
 
 void config_free(struct config *config);
+
+/*
+ * A loaded config starts with one reference, its loader's. Every event loop holds one
+ * on the config it serves, and every request one on the config it started under, so a
+ * reload can swap configs while requests are in flight; the last release frees it.
+ */
+void config_retain(const struct config *config);
+void config_release(const struct config *config);
+
+/*
+ * Whether next may replace current while serving: threads, listeners, HTTP limits and
+ * Redis settings are fixed at start, so a change to any of them needs a restart.
+ * Returns 1, or 0 with *reason naming the section that changed.
+ */
+int config_reloadable(const struct config *current, const struct config *next, const char **reason);
 
 /* The class with this name, or NULL. name need not be NUL-terminated. */
 const struct config_class *config_find_class(const struct config *config, const char *name,

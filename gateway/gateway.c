@@ -28,6 +28,7 @@
 
 struct enqueue {
     struct worker *worker;
+    const struct config *config; /* the one it started under, held until it is disposed */
     h2o_req_t *req;
     uint64_t started_ns;
     h2o_iovec_t queue_name;
@@ -121,7 +122,7 @@ static int authenticate(struct enqueue *enqueue)
 /* Step 4: the queue exists, and the token and tenant may use it. */
 static int authorize(struct enqueue *enqueue)
 {
-    const struct config *config = enqueue->worker->config;
+    const struct config *config = enqueue->config;
 
     enqueue->queue = config_find_queue(config, enqueue->queue_name.base, enqueue->queue_name.len);
     if (enqueue->queue == NULL)
@@ -236,7 +237,7 @@ static const char *schema_errors_member(h2o_req_t *req, const struct schema_erro
 static int validate_args(struct enqueue *enqueue, struct job *job)
 {
     const struct config_class *class_ =
-        config_find_class(enqueue->worker->config, job->class_name, job->class_len);
+        config_find_class(enqueue->config, job->class_name, job->class_len);
     struct schema_error errors[SCHEMA_ERRORS_SHOWN];
     size_t total = schema_validate(class_->schema, job->args, errors, SCHEMA_ERRORS_SHOWN);
     size_t shown = total < SCHEMA_ERRORS_SHOWN ? total : SCHEMA_ERRORS_SHOWN;
@@ -319,6 +320,7 @@ static void on_enqueue_disposed(void *data)
 
     if (enqueue->op != NULL)
         store_op_cancel(enqueue->op);
+    config_release(enqueue->config);
 }
 
 static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
@@ -329,6 +331,8 @@ static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
 
     memset(enqueue, 0, sizeof(*enqueue));
     enqueue->worker = worker_of(req);
+    enqueue->config = enqueue->worker->config;
+    config_retain(enqueue->config);
     enqueue->req = req;
     enqueue->started_ns = uv_hrtime();
     enqueue->queue_name = queue_name;
@@ -404,9 +408,12 @@ int gateway_on_request(h2o_handler_t *handler, h2o_req_t *req)
     return 0;
 }
 
-int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop)
+void gateway_worker_use_config(struct worker *worker, const struct config *config)
 {
+    config_retain(config);
+    config_release(worker->config);
     worker->config = config;
+    /* Verdicts cached under the old keys are told apart by the keyring's generation. */
     worker->auth_settings = (struct auth_settings){
         .issuer = config->auth.issuer,
         .audience = config->auth.audience,
@@ -414,10 +421,17 @@ int gateway_worker_init(struct worker *worker, const struct config *config, uv_l
         .tenant_claim = config->auth.tenant_claim,
         .keyring = config->auth.keyring,
     };
+}
+
+int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop)
+{
+    worker->config = NULL;
+    gateway_worker_use_config(worker, config);
     worker->auth_cache = NULL;
     if (config->auth.token_cache_entries > 0 &&
         (worker->auth_cache = auth_cache_new(config->auth.token_cache_entries)) == NULL)
         return -1;
+    /* Redis settings cannot change on reload, so the store keeps the first config's. */
     worker->store = store_new(loop, &config->redis);
     return worker->store != NULL ? 0 : -1;
 }
@@ -426,6 +440,8 @@ void gateway_worker_dispose(struct worker *worker)
 {
     store_free(worker->store);
     auth_cache_free(worker->auth_cache);
+    config_release(worker->config);
     worker->store = NULL;
     worker->auth_cache = NULL;
+    worker->config = NULL;
 }

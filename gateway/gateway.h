@@ -22,8 +22,18 @@ struct worker {
     struct store *store;
 };
 
-/* Prepares worker for config on loop. Returns 0, or -1 when out of memory. */
+/*
+ * Prepares worker for config on loop, holding a reference to config. Returns 0, or -1
+ * when out of memory. The worker's store keeps config's Redis settings, which the
+ * caller keeps alive until gateway_worker_dispose.
+ */
 int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop);
+
+/*
+ * Serves new requests under config (a reload): takes a reference to it and drops the
+ * one on the config before. Requests already running finish under the old one.
+ */
+void gateway_worker_use_config(struct worker *worker, const struct config *config);
 
 /* Frees what gateway_worker_init made; the HTTP context is the transport's. */
 void gateway_worker_dispose(struct worker *worker);

@@ -92,7 +92,7 @@ static int command_serve(int argc, char **argv)
     if (config == NULL)
         return 2;
     status = transport_serve(config);
-    config_free(config);
+    config_release(config);
     return status;
 }
 

@@ -40,6 +40,9 @@ struct thread {
     struct listener listeners[MAX_LISTENERS];
     size_t listener_count;
     uv_async_t stop;
+    uv_async_t reload;
+    pthread_mutex_t pending_lock;
+    const struct config *pending; /* a reloaded config not yet taken up, under pending_lock */
     uv_timer_t drain;
     uint64_t drain_deadline;
 };
@@ -142,6 +145,22 @@ static void on_stop(uv_async_t *async)
     uv_timer_start(&thread->drain, on_drain_tick, 0, DRAIN_POLL_MS);
 }
 
+/* Takes up the config the signal thread left for this loop. */
+static void on_reload(uv_async_t *async)
+{
+    struct thread *thread = async->data;
+    const struct config *config;
+
+    pthread_mutex_lock(&thread->pending_lock);
+    config = thread->pending;
+    thread->pending = NULL;
+    pthread_mutex_unlock(&thread->pending_lock);
+    if (config == NULL)
+        return;
+    gateway_worker_use_config(&thread->worker, config);
+    config_release(config);
+}
+
 static void *run_thread(void *data)
 {
     struct thread *thread = data;
@@ -150,6 +169,8 @@ static void *run_thread(void *data)
     /* One more turn runs the close callbacks that free the worker's store. */
     gateway_worker_dispose(&thread->worker);
     uv_run(&thread->loop, UV_RUN_NOWAIT);
+    config_release(thread->pending);
+    thread->pending = NULL;
     return NULL;
 }
 
@@ -196,6 +217,9 @@ static int thread_init(struct thread *thread, const struct config *config,
         return -1;
     uv_async_init(&thread->loop, &thread->stop, on_stop);
     thread->stop.data = thread;
+    uv_async_init(&thread->loop, &thread->reload, on_reload);
+    thread->reload.data = thread;
+    pthread_mutex_init(&thread->pending_lock, NULL);
     return start_listening(thread);
 }
 
@@ -218,19 +242,72 @@ static void configure_http(h2o_globalconf_t *globalconf, const struct config *co
     handler->on_req = gateway_on_request;
 }
 
-/* Waits for a stop signal; SIGHUP is logged and ignored. */
-static void wait_for_stop_signal(const sigset_t *signals)
+static void log_config_problem(void *data, const char *message)
 {
+    (void)data;
+    log_message(LOG_ERROR, "config", "%s", message);
+}
+
+/*
+ * Loads the config file again and hands it to every loop. A config that does not load,
+ * or that changes what only a restart can (listeners, threads, limits, Redis), is
+ * refused and the running one stays. Returns the config now served: *current, or the
+ * new one, whose reference passes to the caller.
+ */
+static const struct config *reload(const struct config *current, struct thread *threads)
+{
+    struct config *next = config_load(current->path, log_config_problem, NULL);
+    const char *reason;
+
+    if (next == NULL) {
+        log_message(LOG_ERROR, "config",
+                    "reload refused: %s does not load; still serving the "
+                    "previous config",
+                    current->path);
+        return current;
+    }
+    if (!config_reloadable(current, next, &reason)) {
+        log_message(LOG_ERROR, "config",
+                    "reload refused: \"%s\" changed, which needs a restart; "
+                    "still serving the previous config",
+                    reason);
+        config_release(next);
+        return current;
+    }
+    for (unsigned i = 0; i < current->threads; i++) {
+        struct thread *thread = &threads[i];
+        pthread_mutex_lock(&thread->pending_lock);
+        config_release(thread->pending);
+        config_retain(next);
+        thread->pending = next;
+        pthread_mutex_unlock(&thread->pending_lock);
+        uv_async_send(&thread->reload);
+    }
+    log_message(LOG_INFO, "config", "reloaded %s: queues %zu, classes %zu, keys %zu", next->path,
+                next->queue_count, next->class_count, next->auth.key_count);
+    return next;
+}
+
+/* Serves signals until SIGTERM or SIGINT; SIGHUP reloads the config. */
+static void wait_for_stop_signal(const sigset_t *signals, const struct config *config,
+                                 struct thread *threads)
+{
+    const struct config *current = config;
     int signal_number;
 
+    config_retain(current);
     for (;;) {
         if (sigwait(signals, &signal_number) != 0)
             continue;
         if (signal_number != SIGHUP)
             break;
-        /* Limitation: configuration is read at start only; SIGHUP does not reload it. */
-        log_message(LOG_WARN, "signal", "SIGHUP ignored: restart jobgate to load a new config");
+        const struct config *served = reload(current, threads);
+        if (served != current) {
+            config_release(current);
+            current = served;
+        }
     }
+    config_release(current);
     log_message(LOG_INFO, "signal", "%s received, draining", strsignal(signal_number));
 }
 
@@ -264,7 +341,7 @@ int transport_serve(const struct config *config)
     }
     if (started == config->threads) {
         log_message(LOG_INFO, "serve", "serving: threads %u", config->threads);
-        wait_for_stop_signal(&signals);
+        wait_for_stop_signal(&signals, config, threads);
     }
 
     for (unsigned i = 0; i < started; i++)

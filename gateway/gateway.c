@@ -398,6 +398,8 @@ int gateway_on_request(h2o_handler_t *handler, h2o_req_t *req)
     } else if (path_is(path, "/readyz")) {
         if (!is_method(req, "GET") && !is_method(req, "HEAD"))
             method_not_allowed(req, "GET, HEAD");
+        else if (worker_of(req)->draining)
+            problem_send(req, PROBLEM_DRAINING, NULL);
         else if (!store_ready(worker_of(req)->store))
             problem_send(req, PROBLEM_REDIS_UNAVAILABLE, "not connected to Redis");
         else

@@ -20,6 +20,7 @@ struct worker {
     struct auth_settings auth_settings;
     struct auth_cache *auth_cache;
     struct store *store;
+    int draining; /* SIGTERM: /readyz answers 503 while requests in flight finish */
 };
 
 /*

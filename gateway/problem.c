@@ -46,6 +46,8 @@ static const struct problem_info problems[PROBLEM_KIND_COUNT] = {
                                "Class not allowed on this queue"},
     [PROBLEM_REDIS_UNAVAILABLE] = {PROBLEM_TYPE_PREFIX "redis-unavailable", 503,
                                    "Service Unavailable", "Job store unavailable"},
+    [PROBLEM_DRAINING] = {PROBLEM_TYPE_PREFIX "draining", 503, "Service Unavailable",
+                          "Shutting down: finishing requests in flight"},
     [PROBLEM_OVERLOADED] = {PROBLEM_TYPE_PREFIX "overloaded", 503, "Service Unavailable",
                             "Too many writes in flight"},
 };
@@ -84,6 +86,7 @@ static void add_kind_headers(h2o_req_t *req, enum problem_kind kind)
         break;
     case PROBLEM_REDIS_UNAVAILABLE:
     case PROBLEM_OVERLOADED:
+    case PROBLEM_DRAINING:
         add_header(req, H2O_TOKEN_RETRY_AFTER, "1");
         break;
     default:

@@ -25,6 +25,7 @@ enum problem_kind {
     PROBLEM_INVALID_ARGUMENTS,      /* 422: args fail the class's schema */
     PROBLEM_REDIS_UNAVAILABLE,      /* 503 */
     PROBLEM_OVERLOADED,             /* 503: too many writes in flight */
+    PROBLEM_DRAINING,               /* 503: shutting down (readyz) */
     PROBLEM_KIND_COUNT
 };
 

@@ -45,6 +45,7 @@ struct thread {
     const struct config *pending; /* a reloaded config not yet taken up, under pending_lock */
     uv_timer_t drain;
     uint64_t drain_deadline;
+    size_t connections; /* accepted and not yet closed */
 };
 
 static const h2o_iovec_t alpn_protocols[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL}};
@@ -102,6 +103,19 @@ static int open_listening_socket(const struct config_listener *address)
     return fd;
 }
 
+static void free_handle(uv_handle_t *handle)
+{
+    free(handle);
+}
+
+static void on_connection_closed(uv_handle_t *handle)
+{
+    struct thread *thread = handle->loop->data;
+
+    thread->connections--;
+    free(handle);
+}
+
 static void on_accept(uv_stream_t *server, int status)
 {
     struct listener *listener = (struct listener *)server;
@@ -115,30 +129,40 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     uv_tcp_init(server->loop, connection);
     if (uv_accept(server, (uv_stream_t *)connection) != 0) {
-        uv_close((uv_handle_t *)connection, (uv_close_cb)free);
+        uv_close((uv_handle_t *)connection, free_handle);
         return;
     }
     uv_tcp_nodelay(connection, 1);
-    sock = h2o_uv_socket_create((uv_stream_t *)connection, (uv_close_cb)free);
+    ((struct thread *)server->loop->data)->connections++;
+    sock = h2o_uv_socket_create((uv_stream_t *)connection, on_connection_closed);
     h2o_accept(&listener->accept, sock);
 }
 
+/* Stops the loop once every connection has closed, or at the drain deadline. */
 static void on_drain_tick(uv_timer_t *timer)
 {
     struct thread *thread = timer->data;
 
-    if (store_writes_in_flight(thread->worker.store) == 0 ||
-        uv_now(&thread->loop) >= thread->drain_deadline)
+    if (thread->connections == 0 || uv_now(&thread->loop) >= thread->drain_deadline) {
+        if (thread->connections > 0)
+            log_message(LOG_WARN, "serve", "drain deadline: closing %zu connections",
+                        thread->connections);
         uv_stop(&thread->loop);
+    }
 }
 
-/* Stops accepting, then stops the loop once Redis has answered every write. */
+/*
+ * Stops accepting and asks every connection to finish (HTTP/2 GOAWAY, HTTP/1.1 close
+ * after the current response), so requests in flight, and their Redis writes, complete.
+ */
 static void on_stop(uv_async_t *async)
 {
     struct thread *thread = async->data;
 
     for (size_t i = 0; i < thread->listener_count; i++)
         uv_close((uv_handle_t *)&thread->listeners[i].handle, NULL);
+    thread->worker.draining = 1;
+    h2o_context_request_shutdown(&thread->worker.http);
     thread->drain_deadline = uv_now(&thread->loop) + DRAIN_LIMIT_MS;
     uv_timer_init(&thread->loop, &thread->drain);
     thread->drain.data = thread;
@@ -207,6 +231,7 @@ static int thread_init(struct thread *thread, const struct config *config,
                        h2o_globalconf_t *globalconf, SSL_CTX *tls)
 {
     uv_loop_init(&thread->loop);
+    thread->loop.data = thread;
     h2o_context_init(&thread->worker.http, &thread->loop, globalconf);
     if (gateway_worker_init(&thread->worker, config, &thread->loop) != 0)
         return -1;
@@ -235,6 +260,8 @@ static void configure_http(h2o_globalconf_t *globalconf, const struct config *co
     globalconf->http1.req_timeout = config->limits.request_timeout_ms;
     globalconf->http2.idle_timeout = config->limits.idle_timeout_ms;
     globalconf->handshake_timeout = config->limits.handshake_timeout_ms;
+    /* After GOAWAY, HTTP/2 clients get this long to finish before h2o closes. */
+    globalconf->http2.graceful_shutdown_timeout = DRAIN_LIMIT_MS / 2;
 
     host = h2o_config_register_host(globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     path = h2o_config_register_path(host, "/", 0);

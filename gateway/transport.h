@@ -12,8 +12,9 @@
 #include "config.h"
 
 /*
- * Serves until SIGTERM or SIGINT, then stops accepting, lets writes already in Redis's
- * hands finish, and returns. Returns 0, or 1 after logging why it could not start.
+ * Serves until SIGTERM or SIGINT, then stops accepting, lets requests in flight finish
+ * (their Redis writes included; at most 10 s), and returns. SIGHUP reloads the config.
+ * Returns 0, or 1 after logging why it could not start.
  */
 int transport_serve(const struct config *config);
 

@@ -74,10 +74,10 @@ bench: deps
 	bench/run.sh
 
 format:
-	clang-format -i gateway/*.c gateway/*.h tests/unit/*.c
+	clang-format -i gateway/*.c gateway/*.h tests/unit/*.c tests/unit/*.h
 
 format-check:
-	clang-format --dry-run --Werror gateway/*.c gateway/*.h tests/unit/*.c
+	clang-format --dry-run --Werror gateway/*.c gateway/*.h tests/unit/*.c tests/unit/*.h
 
 clean:
 	rm -rf build

@@ -876,20 +876,31 @@ static void compile_list(struct compiler *compiler, const json_t *value, struct 
     list->count = json_array_size(value);
 }
 
+/*
+ * Room in the schema's arena for one entry_size entry per member of value, which must
+ * be an object (expected says of what). Returns NULL after reporting a problem.
+ */
+static void *member_entries(struct compiler *compiler, const json_t *value, size_t entry_size,
+                            const char *expected)
+{
+    if (!json_is_object(value)) {
+        problem(compiler, expected);
+        return NULL;
+    }
+    void *entries = arena_alloc(compiler->schema, (json_object_size(value) + 1) * entry_size);
+    if (entries == NULL)
+        out_of_memory(compiler);
+    return entries;
+}
+
 /* An object whose members are schemas: properties, $defs, dependentSchemas. */
 static struct named_node *compile_schema_map(struct compiler *compiler, const json_t *value,
                                              size_t *count)
 {
-    if (!json_is_object(value)) {
-        problem(compiler, "must be an object whose members are schemas");
+    struct named_node *entries = member_entries(compiler, value, sizeof *entries,
+                                                "must be an object whose members are schemas");
+    if (entries == NULL)
         return NULL;
-    }
-    size_t size = json_object_size(value);
-    struct named_node *entries = arena_alloc(compiler->schema, (size + 1) * sizeof *entries);
-    if (entries == NULL) {
-        out_of_memory(compiler);
-        return NULL;
-    }
     const char *key;
     size_t key_len;
     json_t *member;
@@ -953,7 +964,8 @@ static struct name *compile_names(struct compiler *compiler, const json_t *value
     return names;
 }
 
-static struct schema_regex *compile_regex(struct compiler *compiler, const json_t *value)
+static struct schema_regex *compile_regex(struct compiler *compiler, const char *pattern,
+                                          size_t len)
 {
     char reason[REASON_MAX_BYTES];
     struct schema *schema = compiler->schema;
@@ -971,8 +983,7 @@ static struct schema_regex *compile_regex(struct compiler *compiler, const json_
         schema->regexes = regexes;
         schema->regex_capacity = capacity;
     }
-    struct schema_regex *regex = schema_regex_compile(
-        json_string_value(value), json_string_length(value), reason, sizeof reason);
+    struct schema_regex *regex = schema_regex_compile(pattern, len, reason, sizeof reason);
     if (regex == NULL) {
         problem(compiler, reason);
         return NULL;
@@ -984,32 +995,19 @@ static struct schema_regex *compile_regex(struct compiler *compiler, const json_
 static void compile_pattern_properties(struct compiler *compiler, struct node *node,
                                        const json_t *value)
 {
-    if (!json_is_object(value)) {
-        problem(compiler, "must be an object whose members are schemas");
+    node->pattern_properties = member_entries(compiler, value, sizeof *node->pattern_properties,
+                                              "must be an object whose members are schemas");
+    if (node->pattern_properties == NULL)
         return;
-    }
-    size_t size = json_object_size(value);
-    node->pattern_properties =
-        arena_alloc(compiler->schema, (size + 1) * sizeof *node->pattern_properties);
-    if (node->pattern_properties == NULL) {
-        out_of_memory(compiler);
-        return;
-    }
     const char *key;
     size_t key_len;
     json_t *member;
     json_object_keylen_foreach((json_t *)value, key, key_len, member)
     {
         struct location_mark mark = location_push(compiler, key, key_len);
-        json_t *pattern = json_stringn(key, key_len);
-        if (pattern == NULL) {
-            out_of_memory(compiler);
-        } else {
-            struct pattern_node *entry = &node->pattern_properties[node->pattern_property_count++];
-            entry->regex = compile_regex(compiler, pattern);
-            entry->node = compile_subschema(compiler, member);
-            json_decref(pattern);
-        }
+        struct pattern_node *entry = &node->pattern_properties[node->pattern_property_count++];
+        entry->regex = compile_regex(compiler, key, key_len);
+        entry->node = compile_subschema(compiler, member);
         location_pop(compiler, mark);
     }
 }
@@ -1017,17 +1015,11 @@ static void compile_pattern_properties(struct compiler *compiler, struct node *n
 static void compile_dependent_required(struct compiler *compiler, struct node *node,
                                        const json_t *value)
 {
-    if (!json_is_object(value)) {
-        problem(compiler, "must be an object whose members are arrays of distinct strings");
-        return;
-    }
-    size_t size = json_object_size(value);
     node->dependent_required =
-        arena_alloc(compiler->schema, (size + 1) * sizeof *node->dependent_required);
-    if (node->dependent_required == NULL) {
-        out_of_memory(compiler);
+        member_entries(compiler, value, sizeof *node->dependent_required,
+                       "must be an object whose members are arrays of distinct strings");
+    if (node->dependent_required == NULL)
         return;
-    }
     const char *key;
     size_t key_len;
     json_t *member;
@@ -1296,7 +1288,8 @@ static void compile_keyword(struct compiler *compiler, struct node *node,
         if (!json_is_string(value))
             problem(compiler, "must be a string");
         else
-            node->pattern = compile_regex(compiler, value);
+            node->pattern =
+                compile_regex(compiler, json_string_value(value), json_string_length(value));
         return;
     case KEYWORD_FORMAT:
         node->format = json_is_string(value) ? schema_format_named(json_string_value(value),

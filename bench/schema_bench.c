@@ -64,10 +64,9 @@ static void report(void *data, const char *message)
     fprintf(stderr, "%s\n", message);
 }
 
-static int count_secret(void *data, const char *pointer, json_t *value)
+static int count_secret(void *data, const struct schema_secret *secret)
 {
-    (void)pointer;
-    (void)value;
+    (void)secret;
     (*(size_t *)data)++;
     return 0;
 }

@@ -18,7 +18,8 @@ struct member {
     const json_t *value;
 };
 
-static enum jcs_status append_value(struct text *out, const json_t *value, size_t depth);
+static enum jcs_status append_value(struct text *out, const json_t *value, unsigned flags,
+                                    size_t depth);
 
 /*
  * Decodes the UTF-8 sequence at *at into *code_point and steps past it. Returns -1,
@@ -125,9 +126,9 @@ static enum jcs_status append_string(struct text *out, const char *text, size_t 
     return JCS_OK;
 }
 
-static enum jcs_status append_integer(struct text *out, json_int_t value)
+static enum jcs_status append_integer(struct text *out, json_int_t value, unsigned flags)
 {
-    if (value > JCS_MAX_INTEGER || value < -JCS_MAX_INTEGER)
+    if ((flags & JCS_EXACT_INTEGERS) == 0 && (value > JCS_MAX_INTEGER || value < -JCS_MAX_INTEGER))
         return JCS_NUMBER;
 
     /* Up to 2^53 the digits are what Number::toString writes for the same double. */
@@ -145,7 +146,8 @@ static enum jcs_status append_real(struct text *out, double value)
 }
 
 /* Writes an object's members sorted by name; depth counts the object itself. */
-static enum jcs_status append_object(struct text *out, const json_t *object, size_t depth)
+static enum jcs_status append_object(struct text *out, const json_t *object, unsigned flags,
+                                     size_t depth)
 {
     struct member stack_members[STACK_MEMBERS];
     struct member *members = stack_members;
@@ -182,7 +184,7 @@ static enum jcs_status append_object(struct text *out, const json_t *object, siz
             text_append(out, ",", 1);
         text_append_json_string(out, members[i].name, members[i].name_len);
         text_append(out, ":", 1);
-        status = append_value(out, members[i].value, depth);
+        status = append_value(out, members[i].value, flags, depth);
     }
     text_append(out, "}", 1);
 
@@ -193,7 +195,8 @@ out:
 }
 
 /* Writes an array's elements in their order; depth counts the array itself. */
-static enum jcs_status append_array(struct text *out, const json_t *array, size_t depth)
+static enum jcs_status append_array(struct text *out, const json_t *array, unsigned flags,
+                                    size_t depth)
 {
     size_t index;
     const json_t *element;
@@ -204,7 +207,7 @@ static enum jcs_status append_array(struct text *out, const json_t *array, size_
     {
         if (index > 0)
             text_append(out, ",", 1);
-        status = append_value(out, element, depth);
+        status = append_value(out, element, flags, depth);
         if (status != JCS_OK)
             return status;
     }
@@ -213,7 +216,8 @@ static enum jcs_status append_array(struct text *out, const json_t *array, size_
 }
 
 /* Writes value, which sits inside depth arrays and objects. */
-static enum jcs_status append_value(struct text *out, const json_t *value, size_t depth)
+static enum jcs_status append_value(struct text *out, const json_t *value, unsigned flags,
+                                    size_t depth)
 {
     /* Nothing more can be written, so there is no point sorting what is left. */
     if (out->overflowed)
@@ -223,15 +227,15 @@ static enum jcs_status append_value(struct text *out, const json_t *value, size_
     case JSON_OBJECT:
         if (depth >= JCS_MAX_DEPTH)
             return JCS_TOO_DEEP;
-        return append_object(out, value, depth + 1);
+        return append_object(out, value, flags, depth + 1);
     case JSON_ARRAY:
         if (depth >= JCS_MAX_DEPTH)
             return JCS_TOO_DEEP;
-        return append_array(out, value, depth + 1);
+        return append_array(out, value, flags, depth + 1);
     case JSON_STRING:
         return append_string(out, json_string_value(value), json_string_length(value));
     case JSON_INTEGER:
-        return append_integer(out, json_integer_value(value));
+        return append_integer(out, json_integer_value(value), flags);
     case JSON_REAL:
         return append_real(out, json_real_value(value));
     case JSON_TRUE:
@@ -247,10 +251,10 @@ static enum jcs_status append_value(struct text *out, const json_t *value, size_
     return JCS_OK;
 }
 
-enum jcs_status jcs_append(struct text *out, const json_t *value)
+enum jcs_status jcs_append(struct text *out, const json_t *value, unsigned flags)
 {
     size_t start = out->len;
-    enum jcs_status status = append_value(out, value, 0);
+    enum jcs_status status = append_value(out, value, flags, 0);
 
     if (status == JCS_OK && out->overflowed)
         status = JCS_OVERFLOW;

@@ -12,7 +12,8 @@
  * is refused rather than rounded to the nearest double, as a JavaScript implementation
  * would: a signature over the rounded value would also verify for every other integer
  * that rounds the same way, and a Ruby worker sees those integers exactly. RFC 8785
- * leaves such numbers to travel as strings.
+ * leaves such numbers to travel as strings; JCS_EXACT_INTEGERS writes their digits
+ * instead, for jobs whose schema allows big integers (workers/ENVELOPE.md).
  */
 #ifndef JOBGATE_JCS_H
 #define JOBGATE_JCS_H
@@ -40,10 +41,13 @@ enum jcs_status {
     JCS_NO_MEMORY = -5, /* no memory to sort an object of more than 32 members */
 };
 
+/* Flags for jcs_append. */
+#define JCS_EXACT_INTEGERS 1u /* write integers beyond +-2^53 as their digits */
+
 /*
  * Appends the canonical form of value (not NULL) to out. On failure out's length is put
  * back where it was, so nothing partial is left to sign; an overflowed builder stays so.
  */
-enum jcs_status jcs_append(struct text *out, const json_t *value);
+enum jcs_status jcs_append(struct text *out, const json_t *value, unsigned flags);
 
 #endif

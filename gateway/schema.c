@@ -2643,11 +2643,21 @@ struct secret_walk {
     bool unnamed; /* the pointer did not fit */
 };
 
-static int walk_secrets(struct secret_walk *walk, json_t *value);
+/* Where the value being walked sits: its parent and its name or index there. */
+struct secret_place {
+    json_t *parent;
+    const char *key;
+    size_t key_len;
+    size_t index;
+};
 
-static int walk_child(struct secret_walk *walk, json_t *child, const char *key, size_t key_len,
-                      size_t index)
+static int walk_secrets(struct secret_walk *walk, json_t *value,
+                        const struct secret_place *place);
+
+static int walk_child(struct secret_walk *walk, json_t *parent, json_t *child, const char *key,
+                      size_t key_len, size_t index)
 {
+    struct secret_place place = {parent, key, key_len, index};
     size_t saved_len = walk->pointer.len;
     bool saved_unnamed = walk->unnamed;
     if (key != NULL)
@@ -2655,25 +2665,35 @@ static int walk_child(struct secret_walk *walk, json_t *child, const char *key, 
     else
         append_pointer_index(&walk->pointer, index);
     walk->unnamed = walk->unnamed || walk->pointer.overflowed;
-    int result = walk_secrets(walk, child);
+    int result = walk_secrets(walk, child, &place);
     walk->pointer.len = saved_len;
     walk->pointer.overflowed = saved_unnamed;
     walk->unnamed = saved_unnamed;
     return result;
 }
 
-static int walk_secrets(struct secret_walk *walk, json_t *value)
+static int walk_secrets(struct secret_walk *walk, json_t *value,
+                        const struct secret_place *place)
 {
     switch (json_typeof(value)) {
-    case JSON_STRING:
+    case JSON_STRING: {
         if (!is_marked(walk->validation, value, MARK_SECRET))
             return 0;
         if (walk->unnamed)
             return -1;
-        return walk->fn(walk->data, text_finish(&walk->pointer), value);
+        struct schema_secret secret = {
+            .pointer = text_finish(&walk->pointer),
+            .value = value,
+            .parent = place->parent,
+            .key = place->key,
+            .key_len = place->key_len,
+            .index = place->index,
+        };
+        return walk->fn(walk->data, &secret);
+    }
     case JSON_ARRAY:
         for (size_t i = 0; i < json_array_size(value); i++) {
-            int result = walk_child(walk, json_array_get(value, i), NULL, 0, i);
+            int result = walk_child(walk, value, json_array_get(value, i), NULL, 0, i);
             if (result != 0)
                 return result;
         }
@@ -2684,7 +2704,7 @@ static int walk_secrets(struct secret_walk *walk, json_t *value)
         json_t *member;
         json_object_keylen_foreach(value, key, key_len, member)
         {
-            int result = walk_child(walk, member, key, key_len, 0);
+            int result = walk_child(walk, value, member, key, key_len, 0);
             if (result != 0)
                 return result;
         }
@@ -2693,6 +2713,18 @@ static int walk_secrets(struct secret_walk *walk, json_t *value)
     default:
         return 0;
     }
+}
+
+int schema_secret_replace(const struct schema_secret *secret, json_t *replacement)
+{
+    /* Replacing a member keeps its place in the object, so a walk over it goes on. */
+    if (json_is_object(secret->parent))
+        return json_object_setn_new_nocheck(secret->parent, secret->key, secret->key_len,
+                                            replacement);
+    if (json_is_array(secret->parent))
+        return json_array_set_new(secret->parent, secret->index, replacement);
+    json_decref(replacement);
+    return -1;
 }
 
 int schema_each_secret(const struct schema *schema, json_t *instance, schema_secret_fn fn,
@@ -2712,8 +2744,9 @@ int schema_each_secret(const struct schema *schema, json_t *instance, schema_sec
     if (run_validation(&validation, instance) == 0) {
         char pointer[SCHEMA_MAX_SECRET_POINTER];
         struct secret_walk walk = {.validation = &validation, .fn = fn, .data = data};
+        struct secret_place root = {0};
         text_init(&walk.pointer, pointer, sizeof pointer);
-        result = walk_secrets(&walk, instance);
+        result = walk_secrets(&walk, instance, &root);
     }
     free(validation.marks);
     return result;

@@ -136,20 +136,26 @@ size_t schema_validate(const struct schema *schema, const json_t *instance,
 /* Whether any subschema of schema says "secret": true. */
 bool schema_has_secrets(const struct schema *schema);
 
-/*
- * Called for each secret string, in document order, with its RFC 6901 pointer. It may
- * change the string in place or replace it in its parent container, nothing else.
- * Returns 0 to go on; anything else stops the enumeration and is returned.
- */
-typedef int (*schema_secret_fn)(void *data, const char *pointer, json_t *value);
+/* One secret string found by schema_each_secret, and where it sits. */
+struct schema_secret {
+    const char *pointer; /* RFC 6901, from the instance's root */
+    json_t *value;       /* the string */
+    json_t *parent;      /* the array or object holding it; NULL for the root itself */
+    const char *key;     /* its member name, when parent is an object */
+    size_t key_len;
+    size_t index; /* its position, when parent is an array */
+};
 
 /*
- * Calls fn for every string in instance that a passing "secret": true subschema
- * validates, each once. Returns 0 when done, fn's value when it stopped early, and -1
- * without calling fn when instance does not validate, a secret's pointer does not fit
- * SCHEMA_MAX_SECRET_POINTER or memory ran out. A schema without secrets returns 0 at
- * once without looking at instance.
+ * Called for each secret string, in document order. It may change the string in place or
+ * replace it in its parent (schema_secret_replace), nothing else. Returns 0 to go on;
+ * anything else stops the enumeration and is returned.
  */
+typedef int (*schema_secret_fn)(void *data, const struct schema_secret *secret);
+
+/* Puts replacement (whose reference it takes) where secret was. Returns 0, or -1. */
+int schema_secret_replace(const struct schema_secret *secret, json_t *replacement);
+
 int schema_each_secret(const struct schema *schema, json_t *instance, schema_secret_fn fn,
                        void *data);
 

@@ -79,7 +79,7 @@ static void assert_value_canonical(const json_t *value, const char *expected)
     struct text out;
 
     text_init(&out, buffer, sizeof(buffer));
-    assert_int_equal(jcs_append(&out, value), JCS_OK);
+    assert_int_equal(jcs_append(&out, value, 0), JCS_OK);
     assert_string_equal(text_finish(&out), expected);
 }
 
@@ -99,7 +99,7 @@ static void assert_value_refused(const json_t *value, enum jcs_status expected)
 
     text_init(&out, buffer, sizeof(buffer));
     text_append_str(&out, "before");
-    assert_int_equal(jcs_append(&out, value), expected);
+    assert_int_equal(jcs_append(&out, value, 0), expected);
     assert_string_equal(text_finish(&out), "before");
 }
 
@@ -142,7 +142,7 @@ static void test_reference_vectors(void **state)
         size_t expected_len = read_file(output, expected, sizeof(expected));
         struct text out;
         text_init(&out, actual, sizeof(actual));
-        assert_int_equal(jcs_append(&out, value), JCS_OK);
+        assert_int_equal(jcs_append(&out, value, 0), JCS_OK);
         if (out.len != expected_len || memcmp(actual, expected, expected_len) != 0)
             fail_msg("%s: got %.*s", entry->d_name, (int)out.len, actual);
         json_decref(value);
@@ -281,6 +281,26 @@ static void test_integers_beyond_2_53_are_refused(void **state)
     json_decref(value);
 }
 
+/* JCS_EXACT_INTEGERS, for schemas that allow big integers: their digits, nothing rounded. */
+static void test_exact_integers_keep_their_digits(void **state)
+{
+    json_t *value = parse("[9007199254740993,{\"b\":-1152921504606846977,\"a\":1.5}]");
+    json_t *smallest = json_integer(INT64_MIN);
+    char buffer[256];
+    struct text out;
+
+    (void)state;
+    text_init(&out, buffer, sizeof(buffer));
+    assert_int_equal(jcs_append(&out, value, JCS_EXACT_INTEGERS), JCS_OK);
+    text_append_str(&out, " ");
+    assert_int_equal(jcs_append(&out, smallest, JCS_EXACT_INTEGERS), JCS_OK);
+    assert_string_equal(text_finish(&out),
+                        "[9007199254740993,{\"a\":1.5,\"b\":-1152921504606846977}] "
+                        "-9223372036854775808");
+    json_decref(value);
+    json_decref(smallest);
+}
+
 /* jansson cannot hold NaN or an infinity, so JCS_NUMBER for a real stays a backstop. */
 static void test_non_finite_reals_cannot_be_built(void **state)
 {
@@ -335,7 +355,7 @@ static void test_depth_is_bounded(void **state)
         json_t *too_deep = nested(JCS_MAX_DEPTH + 1, objects);
 
         text_init(&out, buffer, sizeof(buffer));
-        assert_int_equal(jcs_append(&out, deepest), JCS_OK);
+        assert_int_equal(jcs_append(&out, deepest, 0), JCS_OK);
         assert_int_equal(out.len, objects ? 6 * JCS_MAX_DEPTH - 4 : 2 * JCS_MAX_DEPTH);
         assert_value_refused(too_deep, JCS_TOO_DEEP);
         json_decref(deepest);
@@ -389,12 +409,12 @@ static void test_overflow_is_reported(void **state)
     (void)state;
     for (size_t capacity = 0; capacity < sizeof(canonical); capacity++) {
         text_init(&out, buffer, capacity);
-        assert_int_equal(jcs_append(&out, value), JCS_OVERFLOW);
+        assert_int_equal(jcs_append(&out, value, 0), JCS_OVERFLOW);
         assert_int_equal(out.len, 0);
         assert_null(text_finish(&out));
     }
     text_init(&out, buffer, sizeof(canonical));
-    assert_int_equal(jcs_append(&out, value), JCS_OK);
+    assert_int_equal(jcs_append(&out, value, 0), JCS_OK);
     assert_string_equal(text_finish(&out), canonical);
     json_decref(value);
 }
@@ -445,7 +465,7 @@ static void test_allocation_failure(void **state)
         allocations_made = 0;
         tracked_count = 0;
         allocator_armed = 1;
-        status = jcs_append(&out, outer);
+        status = jcs_append(&out, outer, 0);
         allocator_armed = 0;
         assert_int_equal(tracked_count, 0);
         if (status == JCS_OK)
@@ -469,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_strings_escape_only_what_json_requires),
         cmocka_unit_test(test_numbers_follow_ecmascript),
         cmocka_unit_test(test_integers_beyond_2_53_are_refused),
+        cmocka_unit_test(test_exact_integers_keep_their_digits),
         cmocka_unit_test(test_non_finite_reals_cannot_be_built),
         cmocka_unit_test(test_nesting_and_literals),
         cmocka_unit_test(test_depth_is_bounded),

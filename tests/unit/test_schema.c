@@ -984,15 +984,16 @@ struct found_secrets {
     int stop_after;
 };
 
-static int collect_secret(void *data, const char *pointer, json_t *value)
+static int collect_secret(void *data, const struct schema_secret *secret)
 {
     struct found_secrets *found = data;
-    assert_true(json_is_string(value));
+    assert_true(json_is_string(secret->value));
     if (found->count < 8)
-        snprintf(found->pointers[found->count], sizeof found->pointers[0], "%s", pointer);
+        snprintf(found->pointers[found->count], sizeof found->pointers[0], "%s",
+                 secret->pointer);
     found->count++;
-    /* Sealing replaces the value in place; enumeration must survive that. */
-    json_string_set(value, "sealed");
+    /* Sealing replaces the value in its parent; enumeration must survive that. */
+    assert_int_equal(schema_secret_replace(secret, json_pack("{s:b}", "sealed", 1)), 0);
     return found->stop_after != 0 && (int)found->count == found->stop_after ? 7 : 0;
 }
 
@@ -1018,8 +1019,11 @@ static void test_secret_enumeration(void **state)
     assert_string_equal(found.pointers[1], "/0/pins/0");
     assert_string_equal(found.pointers[2], "/0/pins/2");
     assert_string_equal(found.pointers[3], "/0/a~1b");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(instance, 0), "card")),
-                        "sealed");
+    json_t *first = json_array_get(instance, 0);
+    assert_true(json_is_true(json_object_get(json_object_get(first, "card"), "sealed")));
+    assert_true(
+        json_is_true(json_object_get(json_array_get(json_object_get(first, "pins"), 2), "sealed")));
+    assert_string_equal(json_string_value(json_object_get(first, "plain")), "p");
     json_decref(instance);
 
     /* The anyOf branch that marks a secret counts only where it passes. */

@@ -10,6 +10,7 @@ packages=(
     libsodium-dev libcmocka-dev libpcre2-dev
     redis-server redis-tools openssl curl jq nghttp2-client
     nodejs npm
+    ruby ruby-rbnacl ruby-redis
 )
 
 missing=()
@@ -33,7 +34,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The end-to-end tests drive a real node-resque worker.
-if [ "${1:-}" = test ] && { [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules ]; }; then
-    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+# The end-to-end tests drive a real node-resque worker through the JavaScript kit.
+if [ "${1:-}" = test ]; then
+    for dir in workers/node-resque tests/e2e; do
+        if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+            (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+        fi
+    done
 fi

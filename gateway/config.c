@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "keyfile.h"
 #include "policy.h"
 
 #define MIB ((json_int_t)1024 * 1024)
@@ -54,6 +55,10 @@
 #define MESSAGE_MAX_BYTES 2048
 
 #define DEFAULT_MAX_BODY_BYTES MIB
+#define DEFAULT_EXPIRES_AFTER_SECONDS ((json_int_t)7 * 24 * 60 * 60)
+#define MAX_EXPIRES_AFTER_SECONDS ((json_int_t)90 * 24 * 60 * 60)
+#define DEFAULT_SEAL_EPOCH_SECONDS 30
+#define MAX_SEAL_EPOCH_SECONDS 60
 #define DEFAULT_REDIS_HOST "127.0.0.1"
 #define DEFAULT_REDIS_NAMESPACE "resque"
 #define DEFAULT_TENANT_CLAIM "tenant"
@@ -969,6 +974,178 @@ static void load_auth(struct loader *loader, const json_t *root, struct config *
     path_pop(loader, mark);
 }
 
+/*
+ * How to load one of the config's maps of names to objects ($.classes, $.queues): the
+ * element type's size, the name check and its explanation, and the loader of one
+ * member, called for every member that is an object.
+ */
+struct named_objects {
+    const char *key;
+    size_t element_size;
+    int (*name_valid)(const char *name, size_t len);
+    const char *invalid_name;
+    const char *empty; /* the problem when the map is empty, or NULL when it may be */
+    int optional;      /* the map may be left out */
+    void (*load)(struct loader *loader, struct config *config, void *element, const char *name,
+                 const json_t *object);
+};
+
+/* Loads the map kind->key of root into a new array at *elements; returns its length. */
+static size_t load_named_objects(struct loader *loader, const json_t *root,
+                                 const struct named_objects *kind, struct config *config,
+                                 void **elements)
+{
+    json_t *object = member(loader, root, kind->key, JSON_OBJECT, !kind->optional);
+    size_t loaded = 0;
+
+    *elements = NULL;
+    if (object == NULL)
+        return 0;
+    size_t mark = path_push_key(loader, kind->key);
+    size_t count = json_object_size(object);
+    if (count == 0 && kind->empty != NULL)
+        problem(loader, "%s", kind->empty);
+    char *array = calloc(count > 0 ? count : 1, kind->element_size);
+    if (array == NULL) {
+        problem(loader, "out of memory");
+        path_pop(loader, mark);
+        return 0;
+    }
+    for (void *iter = json_object_iter(object); iter != NULL;
+         iter = json_object_iter_next(object, iter)) {
+        const char *name = json_object_iter_key(iter);
+        const json_t *member_object = json_object_iter_value(iter);
+        size_t member_mark = path_push_key(loader, name);
+        if (!kind->name_valid(name, strlen(name)))
+            problem(loader, "%s", kind->invalid_name);
+        if (expect_type(loader, member_object, JSON_OBJECT))
+            kind->load(loader, config, array + loaded++ * kind->element_size, name, member_object);
+        path_pop(loader, member_mark);
+    }
+    path_pop(loader, mark);
+    *elements = array;
+    return loaded;
+}
+
+/* Reads the key file named by object's "file" member into key. Returns 0, or -1. */
+static int read_envelope_key(struct loader *loader, const json_t *object,
+                             unsigned char key[KEYFILE_KEY_BYTES])
+{
+    char *path = read_file_path(loader, object, "file", 1);
+    const char *reason;
+    int result = -1;
+
+    if (path == NULL)
+        return -1;
+    if (keyfile_read(path, key, &reason) != 0)
+        problem_at(loader, "file", "cannot read %s: %s", path, reason);
+    else
+        result = 0;
+    free(path);
+    return result;
+}
+
+static int kid_name_valid(const char *kid, size_t len)
+{
+    return keyfile_kid_valid(kid, len);
+}
+
+static void load_signing_key(struct loader *loader, const json_t *envelope_object,
+                             struct config *config)
+{
+    static const char *const keys[] = {"kid", "file", NULL};
+    struct envelope_signer *signer = &config->envelope.signer;
+    unsigned char seed[KEYFILE_KEY_BYTES], public_key[crypto_sign_PUBLICKEYBYTES];
+
+    json_t *object = member(loader, envelope_object, "signing_key", JSON_OBJECT, 1);
+    if (object == NULL)
+        return;
+    size_t mark = path_push_key(loader, "signing_key");
+    check_keys(loader, object, keys);
+    const char *kid = read_string(loader, object, "kid", 1);
+    if (kid != NULL && !keyfile_kid_valid(kid, strlen(kid)))
+        problem_at(loader, "kid", "invalid key id (1 to 64 of A-Z, a-z, 0-9, _ and -)");
+    else if (kid != NULL)
+        memcpy(signer->kid, kid, strlen(kid) + 1);
+    if (read_envelope_key(loader, object, seed) == 0)
+        crypto_sign_seed_keypair(public_key, signer->secret_key, seed);
+    sodium_memzero(seed, sizeof(seed));
+    path_pop(loader, mark);
+}
+
+static void load_sealing_key(struct loader *loader, struct config *config, void *element,
+                             const char *name, const json_t *object)
+{
+    static const char *const keys[] = {"file", NULL};
+    struct config_sealing_key *key = element;
+    unsigned char scalar[crypto_scalarmult_SCALARBYTES], shared[crypto_scalarmult_BYTES];
+
+    (void)config;
+    key->kid = copy_string(loader, name, strlen(name));
+    check_keys(loader, (json_t *)object, keys);
+    if (read_envelope_key(loader, object, key->public_key) != 0)
+        return;
+    /* A low-order point would make every shared secret zero: nothing could be sealed. */
+    randombytes_buf(scalar, sizeof(scalar));
+    if (crypto_scalarmult(shared, scalar, key->public_key) != 0)
+        problem_at(loader, "file", "is not a usable X25519 public key");
+    sodium_memzero(scalar, sizeof(scalar));
+    sodium_memzero(shared, sizeof(shared));
+}
+
+/* How jobs are signed, how long they live, and the workers' keys secrets are sealed to. */
+static void load_envelope(struct loader *loader, const json_t *root, struct config *config)
+{
+    static const char *const keys[] = {"signing_key", "expires_after_seconds", "seal_epoch_seconds",
+                                       "sealing_keys", NULL};
+    static const struct named_objects sealing_keys = {
+        .key = "sealing_keys",
+        .element_size = sizeof(struct config_sealing_key),
+        .name_valid = kid_name_valid,
+        .invalid_name = "invalid key id (1 to 64 of A-Z, a-z, 0-9, _ and -)",
+        .load = load_sealing_key,
+        .optional = 1,
+    };
+    struct config_envelope *envelope = &config->envelope;
+    json_int_t number;
+    void *elements;
+
+    envelope->expires_after_seconds = DEFAULT_EXPIRES_AFTER_SECONDS;
+    envelope->seal_epoch_ms = (uint64_t)DEFAULT_SEAL_EPOCH_SECONDS * 1000;
+    json_t *object = member(loader, root, "envelope", JSON_OBJECT, 1);
+    if (object == NULL)
+        return;
+
+    size_t mark = path_push_key(loader, "envelope");
+    check_keys(loader, object, keys);
+    load_signing_key(loader, object, config);
+    if (read_integer(loader, object, "expires_after_seconds", 60, MAX_EXPIRES_AFTER_SECONDS,
+                     &number) == 1)
+        envelope->expires_after_seconds = number;
+    if (read_integer(loader, object, "seal_epoch_seconds", 1, MAX_SEAL_EPOCH_SECONDS, &number) == 1)
+        envelope->seal_epoch_ms = (uint64_t)number * 1000;
+    envelope->sealing_key_count =
+        load_named_objects(loader, object, &sealing_keys, config, &elements);
+    envelope->sealing_keys = elements;
+    path_pop(loader, mark);
+}
+
+/* The index of the sealing key named by object's "seal_to", -1 when absent or unknown. */
+static long read_seal_to(struct loader *loader, const json_t *object, const struct config *config)
+{
+    const char *name = read_string(loader, object, "seal_to", 0);
+    char quoted[QUOTE_BUFFER_BYTES];
+
+    if (name == NULL)
+        return -1;
+    for (size_t i = 0; i < config->envelope.sealing_key_count; i++)
+        if (strcmp(config->envelope.sealing_keys[i].kid, name) == 0)
+            return (long)i;
+    problem_at(loader, "seal_to", "unknown sealing key %s: add it to $.envelope.sealing_keys",
+               quote(quoted, name, strlen(name)));
+    return -1;
+}
+
 /* The index of the tier with this name, or -1. */
 static long find_tier(const struct config *config, const char *name)
 {
@@ -986,10 +1163,11 @@ static long find_tier(const struct config *config, const char *name)
 static void load_tier_includes(struct loader *loader, const json_t *tier_object,
                                struct config *config, size_t index)
 {
-    static const char *const keys[] = {"includes", NULL};
+    static const char *const keys[] = {"includes", "seal_to", NULL};
     char quoted[QUOTE_BUFFER_BYTES];
 
     check_keys(loader, (json_t *)tier_object, keys);
+    config->tiers[index].seal_to = read_seal_to(loader, tier_object, config);
     json_t *includes = member(loader, tier_object, "includes", JSON_ARRAY, 0);
     if (includes == NULL)
         return;
@@ -1070,8 +1248,10 @@ static void load_tiers(struct loader *loader, const json_t *root, struct config 
         path_pop(loader, name_mark);
 
         char *copy = copy_string(loader, name, strlen(name));
-        if (copy != NULL)
+        if (copy != NULL) {
+            config->tiers[config->tier_count].seal_to = -1;
             config->tiers[config->tier_count++].name = copy;
+        }
     }
 
     for (size_t i = 0; i < config->tier_count; i++) {
@@ -1201,9 +1381,11 @@ static void load_queue_body_limit(struct loader *loader, const json_t *object,
 static void load_queue(struct loader *loader, const json_t *object, struct config *config,
                        struct config_queue *queue)
 {
-    static const char *const keys[] = {"tier", "classes", "tenants", "max_body_bytes", NULL};
+    static const char *const keys[] = {"tier",           "classes", "tenants",
+                                       "max_body_bytes", "seal_to", NULL};
 
     check_keys(loader, (json_t *)object, keys);
+    queue->seal_to = read_seal_to(loader, object, config);
     const char *tier = read_string(loader, object, "tier", 1);
     if (tier != NULL) {
         long index = find_tier(config, tier);
@@ -1212,6 +1394,8 @@ static void load_queue(struct loader *loader, const json_t *object, struct confi
             problem_at(loader, "tier", "unknown tier %s", quote(quoted, tier, strlen(tier)));
         else
             queue->tier = (size_t)index;
+        if (index >= 0 && queue->seal_to < 0)
+            queue->seal_to = config->tiers[index].seal_to;
     }
     queue->class_count = read_name_list(
         loader, object, "classes", policy_class_name_valid,
@@ -1225,58 +1409,6 @@ static void load_queue(struct loader *loader, const json_t *object, struct confi
 static void report_schema_problem(void *data, const char *message)
 {
     report_message(data, message);
-}
-
-/*
- * How to load one of the config's maps of names to objects ($.classes, $.queues): the
- * element type's size, the name check and its explanation, and the loader of one
- * member, called for every member that is an object.
- */
-struct named_objects {
-    const char *key;
-    size_t element_size;
-    int (*name_valid)(const char *name, size_t len);
-    const char *invalid_name;
-    const char *empty; /* the problem when the map is empty, or NULL when it may be */
-    void (*load)(struct loader *loader, struct config *config, void *element, const char *name,
-                 const json_t *object);
-};
-
-/* Loads the map kind->key of root into a new array at *elements; returns its length. */
-static size_t load_named_objects(struct loader *loader, const json_t *root,
-                                 const struct named_objects *kind, struct config *config,
-                                 void **elements)
-{
-    json_t *object = member(loader, root, kind->key, JSON_OBJECT, 1);
-    size_t loaded = 0;
-
-    *elements = NULL;
-    if (object == NULL)
-        return 0;
-    size_t mark = path_push_key(loader, kind->key);
-    size_t count = json_object_size(object);
-    if (count == 0 && kind->empty != NULL)
-        problem(loader, "%s", kind->empty);
-    char *array = calloc(count > 0 ? count : 1, kind->element_size);
-    if (array == NULL) {
-        problem(loader, "out of memory");
-        path_pop(loader, mark);
-        return 0;
-    }
-    for (void *iter = json_object_iter(object); iter != NULL;
-         iter = json_object_iter_next(object, iter)) {
-        const char *name = json_object_iter_key(iter);
-        const json_t *member_object = json_object_iter_value(iter);
-        size_t member_mark = path_push_key(loader, name);
-        if (!kind->name_valid(name, strlen(name)))
-            problem(loader, "%s", kind->invalid_name);
-        if (expect_type(loader, member_object, JSON_OBJECT))
-            kind->load(loader, config, array + loaded++ * kind->element_size, name, member_object);
-        path_pop(loader, member_mark);
-    }
-    path_pop(loader, mark);
-    *elements = array;
-    return loaded;
 }
 
 static void load_class(struct loader *loader, struct config *config, void *element,
@@ -1310,7 +1442,10 @@ static void load_classes(struct loader *loader, const json_t *root, struct confi
     config->classes = elements;
 }
 
-/* A class a queue names must be one of $.classes, so that it has a schema. */
+/*
+ * A class a queue names must be one of $.classes, so that it has a schema; one with
+ * secret fields needs a workers' key to seal them to.
+ */
 static void check_queue_classes(struct loader *loader, const struct config *config,
                                 const struct config_queue *queue)
 {
@@ -1318,8 +1453,14 @@ static void check_queue_classes(struct loader *loader, const struct config *conf
 
     for (size_t i = 0; i < queue->class_count; i++) {
         const char *name = queue->classes[i];
-        if (config_find_class(config, name, strlen(name)) == NULL)
+        const struct config_class *class_ = config_find_class(config, name, strlen(name));
+        if (class_ == NULL)
             problem(loader, "class %s has no schema: add it to $.classes",
+                    quote(quoted, name, strlen(name)));
+        else if (class_->schema != NULL && schema_has_secrets(class_->schema) && queue->seal_to < 0)
+            problem(loader,
+                    "class %s has secret fields, but neither the queue nor its tier names a "
+                    "key to seal them to (\"seal_to\")",
                     quote(quoted, name, strlen(name)));
     }
 }
@@ -1362,20 +1503,21 @@ static void set_string_defaults(struct loader *loader, struct config *config)
 
 static void load_root(struct loader *loader, json_t *root, struct config *config)
 {
-    static const char *const keys[] = {"threads", "listen",  "limits", "redis", "auth",
-                                       "tiers",   "classes", "queues", NULL};
+    static const char *const keys[] = {"threads",  "listen", "limits",  "redis",  "auth",
+                                       "envelope", "tiers",  "classes", "queues", NULL};
 
     if (!expect_type(loader, root, JSON_OBJECT))
         return;
     check_keys(loader, root, keys);
 
     /* Limits come before the queues, whose own body limits may not exceed the global one;
-     * tiers and classes come before the queues that name them. */
+     * sealing keys, tiers and classes come before the tiers and queues that name them. */
     load_threads(loader, root, config);
     load_limits(loader, root, config);
     load_listen(loader, root, config);
     load_redis(loader, root, config);
     load_auth(loader, root, config);
+    load_envelope(loader, root, config);
     load_tiers(loader, root, config);
     load_classes(loader, root, config);
     load_queues(loader, root, config);
@@ -1487,6 +1629,11 @@ void config_free(struct config *config)
     }
     free(config->auth.keys);
     auth_keyring_free(config->auth.keyring);
+
+    sodium_memzero(&config->envelope.signer, sizeof(config->envelope.signer));
+    for (size_t i = 0; i < config->envelope.sealing_key_count; i++)
+        free(config->envelope.sealing_keys[i].kid);
+    free(config->envelope.sealing_keys);
 
     for (size_t i = 0; i < config->tier_count; i++)
         free(config->tiers[i].name);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "envelope.h"
 #include "schema.h"
 
 #define CONFIG_MAX_TIERS 64
@@ -32,6 +33,7 @@ struct config_tier {
     char *name;
     /* Bit i set: a scope for this tier also grants tier i. Always includes itself. */
     uint64_t grants;
+    long seal_to; /* index into config.envelope.sealing_keys, or -1 */
 };
 
 /* A job class and the schema its arguments must pass. */
@@ -50,6 +52,7 @@ struct config_queue {
     size_t tenant_count;
     int any_tenant;        /* "tenants": ["*"] */
     size_t max_body_bytes; /* never above config.limits.max_body_bytes */
+    long seal_to; /* the queue's own "seal_to", else its tier's: a sealing key index, or -1 */
 };
 
 struct config_limits {
@@ -90,6 +93,21 @@ struct config_auth {
     struct auth_keyring *keyring;
 };
 
+/* A workers' X25519 public key that secrets are sealed to. */
+struct config_sealing_key {
+    char *kid;
+    unsigned char public_key[KEYFILE_KEY_BYTES];
+};
+
+/* How jobs are signed and sealed (workers/ENVELOPE.md). */
+struct config_envelope {
+    struct envelope_signer signer; /* the key read from signing_key.file, wiped when freed */
+    int64_t expires_after_seconds; /* a job's exp is its iat plus this */
+    uint64_t seal_epoch_ms;        /* how long one ephemeral sealing key lives */
+    struct config_sealing_key *sealing_keys;
+    size_t sealing_key_count;
+};
+
 struct config {
     _Atomic unsigned references; /* see config_retain */
     char *path;
@@ -99,6 +117,7 @@ struct config {
     struct config_limits limits;
     struct config_redis redis;
     struct config_auth auth;
+    struct config_envelope envelope;
     struct config_tier *tiers;
     size_t tier_count;
     struct config_class *classes;

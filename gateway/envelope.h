@@ -1,29 +1,124 @@
 /*
- * envelope: the payload written to Redis for one job, and the job's id.
+ * envelope: the payload written to Redis for one job, signed and with its secrets
+ * sealed, and the checks a worker makes before it runs one (workers/ENVELOPE.md).
  *
  * The payload is what Resque itself writes, {"class": ..., "args": [...]}, so stock
- * Resque and node-resque workers run it; the producer's arguments go into "args"
- * unchanged.
+ * Resque and node-resque workers run it; its args hold one element, the version 1
+ * envelope, which carries the producer's arguments.
  */
 #ifndef JOBGATE_ENVELOPE_H
 #define JOBGATE_ENVELOPE_H
 
+#include <jansson.h>
+#include <sodium.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "job.h"
+#include "keyfile.h"
+#include "schema.h"
+#include "seal.h"
 
+#define ENVELOPE_VERSION 1
 #define ENVELOPE_JOB_ID_LEN 36
 #define ENVELOPE_MAX_BYTES ((size_t)1 << 30)
+
+/* The key jobgate signs with. */
+struct envelope_signer {
+    char kid[KEYFILE_MAX_KID + 1];
+    unsigned char secret_key[crypto_sign_SECRETKEYBYTES];
+};
+
+/* The workers' key a job's secrets are sealed to, and the sealer slot of its epoch. */
+struct envelope_recipient {
+    const char *kid;
+    const unsigned char *public_key;
+    struct sealer *sealer;
+    size_t slot;
+    uint64_t now_ms; /* monotonic, for the epoch */
+};
+
+/* Everything the envelope says besides the job itself. */
+struct envelope_request {
+    const char *id;
+    const char *tenant;
+    const char *subject;
+    const char *queue;
+    int64_t issued_at;                          /* Unix seconds */
+    int64_t expires_at;                         /* Unix seconds */
+    const struct schema *schema;                /* says which strings are secret */
+    const struct envelope_recipient *recipient; /* NULL when the schema has no secrets */
+    const struct envelope_signer *signer;
+};
+
+enum envelope_status {
+    ENVELOPE_OK = 0,
+    ENVELOPE_NO_MEMORY,
+    ENVELOPE_NOT_SEALED, /* a secret could not be sealed: no recipient, or a bad key */
+    ENVELOPE_TOO_BIG,    /* the payload would pass ENVELOPE_MAX_BYTES */
+};
 
 /* Fills id with a new UUIDv7 (time-ordered, RFC 9562) and a terminating NUL. */
 void envelope_new_job_id(char id[ENVELOPE_JOB_ID_LEN + 1]);
 
 /*
- * Returns the Resque payload for job as a malloc'd string and sets *len, or NULL
- * when out of memory. The caller frees it. Reals are written in their shortest exact
- * form (serialize.h), so 19.99 stays 19.99.
+ * Seals the secrets in job's args in place, wraps the args in a signed envelope and
+ * returns the Resque payload as a malloc'd string, setting *len; or NULL with *status
+ * set. The caller frees it. Reals are written in their shortest exact form
+ * (serialize.h), so 19.99 stays 19.99.
  */
-char *envelope_build(const struct job *job, size_t *len);
+char *envelope_build(struct job *job, const struct envelope_request *request, size_t *len,
+                     enum envelope_status *status);
+
+/*
+ * Signs envelope (an object without "sig") with signer: sets "kid", then "sig" over the
+ * canonical form of the rest. Returns 0, or -1 when out of memory or the envelope has
+ * no canonical form.
+ */
+int envelope_sign(json_t *envelope, const struct envelope_signer *signer);
+
+/* Why a worker refuses a job; the names are ENVELOPE.md's reasons. */
+enum envelope_refusal {
+    ENVELOPE_VALID = 0,
+    ENVELOPE_UNSIGNED,
+    ENVELOPE_UNSUPPORTED_VERSION,
+    ENVELOPE_MALFORMED,
+    ENVELOPE_UNKNOWN_KEY,
+    ENVELOPE_BAD_SIGNATURE,
+    ENVELOPE_WRONG_CLASS,
+    ENVELOPE_WRONG_QUEUE,
+    ENVELOPE_EXPIRED,
+    ENVELOPE_UNKNOWN_SEAL_KEY,
+    ENVELOPE_UNSEAL_FAILED,
+};
+
+/* ENVELOPE.md's word for refusal ("bad-signature"). */
+const char *envelope_refusal_name(enum envelope_refusal refusal);
+
+/* What a worker holds: signers' public keys, and the workers' own sealing secrets. */
+struct envelope_keyring {
+    const struct keyfile_key *signing;
+    size_t signing_count;
+    const struct keyfile_key *sealing;
+    size_t sealing_count;
+};
+
+/* What the worker knows about the job it is about to run. */
+struct envelope_expect {
+    const char *class_name; /* the class it runs the job as, or NULL */
+    const char *queue;      /* the queue it took the job from, or NULL */
+    int64_t now;            /* Unix seconds */
+    int64_t leeway_seconds;
+};
+
+/*
+ * Checks payload (a parsed Resque job) as ENVELOPE.md says, in its order. On
+ * ENVELOPE_VALID, *opened is a new object with the envelope's id, tenant, sub, queue,
+ * class, iat, exp and kid, and args with every sealed value opened; the caller releases
+ * it. Otherwise *detail says what failed, in a fixed phrase that quotes nothing.
+ */
+enum envelope_refusal envelope_open(const json_t *payload, const struct envelope_keyring *keys,
+                                    const struct envelope_expect *expect, json_t **opened,
+                                    const char **detail);
 
 #endif

@@ -21,6 +21,8 @@
 #define QUEUES_PREFIX "/v1/queues/"
 #define JOBS_SUFFIX "/jobs"
 #define ACCEPTED_MAX_BYTES 512
+/* How often ended sealing epochs are wiped; epochs last whole seconds. */
+#define SEAL_TIMER_MS 250
 /* A rejected job lists at most this many failures, and how many there were in all. */
 #define SCHEMA_ERRORS_SHOWN 16
 /* A pointer may grow six-fold when escaped for JSON (\u00XX); messages are short. */
@@ -36,6 +38,7 @@ struct enqueue {
     struct principal principal;
     int authenticated;
     h2o_iovec_t class_name;
+    const struct config_class *class_; /* set once the class is known to be allowed */
     char job_id[ENVELOPE_JOB_ID_LEN + 1];
     struct store_op *op; /* set while Redis has the write */
 };
@@ -239,6 +242,8 @@ static int validate_args(struct enqueue *enqueue, struct job *job)
     const struct config_class *class_ =
         config_find_class(enqueue->config, job->class_name, job->class_len);
     struct schema_error errors[SCHEMA_ERRORS_SHOWN];
+
+    enqueue->class_ = class_;
     size_t total = schema_validate(class_->schema, job->args, errors, SCHEMA_ERRORS_SHOWN);
     size_t shown = total < SCHEMA_ERRORS_SHOWN ? total : SCHEMA_ERRORS_SHOWN;
 
@@ -289,7 +294,46 @@ static void on_stored(void *data, enum store_status status)
     }
 }
 
-/* Steps 10 and 11: build the payload and hand it to Redis. */
+/* Steps 9 and 10: seal the secrets and sign the envelope; returns the payload or NULL. */
+static char *seal_and_sign(struct enqueue *enqueue, struct job *job, size_t *len)
+{
+    const struct config *config = enqueue->config;
+    const struct config_queue *queue = enqueue->queue;
+    struct worker *worker = enqueue->worker;
+    struct envelope_recipient recipient;
+    struct envelope_request request = {
+        .id = enqueue->job_id,
+        .tenant = enqueue->principal.tenant,
+        .subject = enqueue->principal.subject,
+        .queue = queue->name,
+        .issued_at = (int64_t)time(NULL),
+        .schema = enqueue->class_->schema,
+        .signer = &config->envelope.signer,
+    };
+    enum envelope_status status;
+    char *payload;
+
+    request.expires_at = request.issued_at + config->envelope.expires_after_seconds;
+    if (queue->seal_to >= 0) {
+        const struct config_sealing_key *key = &config->envelope.sealing_keys[queue->seal_to];
+        recipient = (struct envelope_recipient){
+            .kid = key->kid,
+            .public_key = key->public_key,
+            .sealer = worker->sealer,
+            .slot = (size_t)queue->seal_to,
+            .now_ms = uv_now(worker->http.loop),
+        };
+        request.recipient = &recipient;
+    }
+    payload = envelope_build(job, &request, len, &status);
+    if (payload == NULL && status == ENVELOPE_NO_MEMORY)
+        reject(enqueue, PROBLEM_OVERLOADED, "out of memory; retry shortly");
+    else if (payload == NULL)
+        reject(enqueue, PROBLEM_INTERNAL, "nothing was written");
+    return payload;
+}
+
+/* Steps 9 to 11: seal, sign, and hand the payload to Redis. */
 static int store_job(struct enqueue *enqueue, struct job *job)
 {
     enum store_status status;
@@ -297,10 +341,10 @@ static int store_job(struct enqueue *enqueue, struct job *job)
     size_t len;
 
     envelope_new_job_id(enqueue->job_id);
-    payload = envelope_build(job, &len);
+    payload = seal_and_sign(enqueue, job, &len);
     job_release(job);
     if (payload == NULL)
-        return reject(enqueue, PROBLEM_REDIS_UNAVAILABLE, "out of memory");
+        return -1;
 
     enqueue->op =
         store_enqueue(enqueue->worker->store, enqueue->queue->name, strlen(enqueue->queue->name),
@@ -410,8 +454,24 @@ int gateway_on_request(h2o_handler_t *handler, h2o_req_t *req)
     return 0;
 }
 
-void gateway_worker_use_config(struct worker *worker, const struct config *config)
+/* Ends every sealing epoch that is over, so its key is gone even when no job comes. */
+static void on_seal_timer(uv_timer_t *timer)
 {
+    struct worker *worker = timer->data;
+
+    sealer_expire(worker->sealer, uv_now(timer->loop));
+}
+
+int gateway_worker_use_config(struct worker *worker, const struct config *config)
+{
+    /* New keys may sit in other slots: every epoch starts afresh. */
+    struct sealer *sealer =
+        sealer_new(config->envelope.sealing_key_count, config->envelope.seal_epoch_ms);
+
+    if (sealer == NULL)
+        return -1;
+    sealer_free(worker->sealer);
+    worker->sealer = sealer;
     config_retain(config);
     config_release(worker->config);
     worker->config = config;
@@ -423,13 +483,20 @@ void gateway_worker_use_config(struct worker *worker, const struct config *confi
         .tenant_claim = config->auth.tenant_claim,
         .keyring = config->auth.keyring,
     };
+    return 0;
 }
 
 int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop)
 {
     worker->config = NULL;
-    gateway_worker_use_config(worker, config);
+    worker->sealer = NULL;
     worker->auth_cache = NULL;
+    worker->store = NULL;
+    if (gateway_worker_use_config(worker, config) != 0)
+        return -1;
+    uv_timer_init(loop, &worker->seal_timer);
+    worker->seal_timer.data = worker;
+    uv_timer_start(&worker->seal_timer, on_seal_timer, SEAL_TIMER_MS, SEAL_TIMER_MS);
     if (config->auth.token_cache_entries > 0 &&
         (worker->auth_cache = auth_cache_new(config->auth.token_cache_entries)) == NULL)
         return -1;
@@ -441,6 +508,9 @@ int gateway_worker_init(struct worker *worker, const struct config *config, uv_l
 void gateway_worker_dispose(struct worker *worker)
 {
     store_free(worker->store);
+    uv_close((uv_handle_t *)&worker->seal_timer, NULL);
+    sealer_free(worker->sealer);
+    worker->sealer = NULL;
     auth_cache_free(worker->auth_cache);
     config_release(worker->config);
     worker->store = NULL;

@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "seal.h"
 #include "store.h"
 
 struct worker {
@@ -20,7 +21,9 @@ struct worker {
     struct auth_settings auth_settings;
     struct auth_cache *auth_cache;
     struct store *store;
-    int draining; /* SIGTERM: /readyz answers 503 while requests in flight finish */
+    struct sealer *sealer; /* this loop's sealing epochs, one slot per sealing key */
+    uv_timer_t seal_timer; /* wipes each epoch when it ends */
+    int draining;          /* SIGTERM: /readyz answers 503 while requests in flight finish */
 };
 
 /*
@@ -32,9 +35,10 @@ int gateway_worker_init(struct worker *worker, const struct config *config, uv_l
 
 /*
  * Serves new requests under config (a reload): takes a reference to it and drops the
- * one on the config before. Requests already running finish under the old one.
+ * one on the config before. Requests already running finish under the old one. The
+ * sealing epochs start afresh. Returns 0, or -1 when out of memory (nothing changed).
  */
-void gateway_worker_use_config(struct worker *worker, const struct config *config);
+int gateway_worker_use_config(struct worker *worker, const struct config *config);
 
 /* Frees what gateway_worker_init made; the HTTP context is the transport's. */
 void gateway_worker_dispose(struct worker *worker);

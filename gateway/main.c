@@ -6,6 +6,8 @@
  *   jobgate token --config FILE --scope "tier:x queue:y" [--kid KID] [--key FILE]
  *                 [--tenant T] [--subject S] [--ttl SECONDS]
  *   jobgate validate --schema FILE < values, one JSON value per line
+ *   jobgate keygen --kind sign|seal --kid NAME [--dir DIR]
+ *   jobgate verify --keys DIR [--queue Q] [--class C] [--now UNIX] [--leeway S] < payloads
  *   jobgate version | help
  */
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cli.h"
 #include "config.h"
 #include "job.h"
 #include "log.h"
@@ -26,7 +29,6 @@
 
 #define KEY_FILE_MAX (64 * 1024)
 #define MAX_TOKEN_TTL (7 * 24 * 3600)
-#define VALIDATE_LINE_MAX (16 * 1024 * 1024)
 #define VALIDATE_ERRORS_SHOWN 16
 
 static const char usage[] =
@@ -40,6 +42,13 @@ static const char usage[] =
     "                                mint a test token signed with a key of the config\n"
     "  validate --schema FILE        check JSON values, one per line on standard input,\n"
     "                                against a schema: one verdict per line\n"
+    "  keygen --kind sign|seal --kid NAME [--dir DIR]\n"
+    "                                make a signing (Ed25519) or sealing (X25519) key pair:\n"
+    "                                DIR/NAME.KIND.key (mode 0600) and DIR/NAME.KIND.pub\n"
+    "  verify --keys DIR [--queue Q] [--class C] [--now UNIX] [--leeway SECONDS]\n"
+    "                                check Resque payloads, one per line on standard input,\n"
+    "                                as a worker would: \"N: valid JOB\" with the secrets\n"
+    "                                opened, or \"N: refused: REASON: DETAIL\"\n"
     "  version                       print the version\n"
     "  help                          print this text\n"
     "\n"
@@ -288,37 +297,6 @@ static int print_verdict(const struct schema *schema, size_t line_number, const 
 }
 
 /*
- * Reads one line of at most VALIDATE_LINE_MAX bytes into *line (grown as needed),
- * without its newline. A longer line is read to its end and thrown away, with
- * *too_long set. Returns the length, or -1 at the end of input or out of memory.
- */
-static ssize_t read_line(FILE *input, char **line, size_t *capacity, int *too_long)
-{
-    size_t len = 0;
-    int c;
-
-    *too_long = 0;
-    while ((c = getc(input)) != EOF && c != '\n') {
-        if (len == VALIDATE_LINE_MAX) {
-            *too_long = 1;
-            continue;
-        }
-        if (len + 1 >= *capacity) {
-            size_t grown = *capacity == 0 ? 4096 : *capacity * 2;
-            char *bigger = realloc(*line, grown);
-            if (bigger == NULL)
-                return -1;
-            *line = bigger;
-            *capacity = grown;
-        }
-        (*line)[len++] = (char)c;
-    }
-    if (c == EOF && len == 0 && !*too_long)
-        return -1;
-    return (ssize_t)len;
-}
-
-/*
  * Checks JSON values read from standard input, one per line (blank lines skipped),
  * against a schema, so producers can test their payloads in their own CI. Exits 1 if
  * any value is invalid or not JSON, 2 if the schema does not load.
@@ -346,10 +324,10 @@ static int command_validate(int argc, char **argv)
     if ((schema = schema_load_file(path, NULL, print_problem, NULL)) == NULL)
         return 2;
 
-    while ((len = read_line(stdin, &line, &capacity, &too_long)) >= 0) {
+    while ((len = cli_read_line(stdin, &line, &capacity, &too_long)) >= 0) {
         line_number++;
         if (too_long) {
-            printf("%zu: too long: over %d bytes\n", line_number, VALIDATE_LINE_MAX);
+            printf("%zu: too long: over %d bytes\n", line_number, CLI_LINE_MAX);
             failed = 1;
             continue;
         }
@@ -370,10 +348,9 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int argc, char **argv);
     } commands[] = {
-        {"serve", command_serve},
-        {"check-config", command_check_config},
-        {"token", command_token},
-        {"validate", command_validate},
+        {"serve", command_serve},   {"check-config", command_check_config},
+        {"token", command_token},   {"validate", command_validate},
+        {"keygen", command_keygen}, {"verify", command_verify},
     };
     const char *command = argc > 1 ? argv[1] : NULL;
 

@@ -50,6 +50,8 @@ static const struct problem_info problems[PROBLEM_KIND_COUNT] = {
                           "Shutting down: finishing requests in flight"},
     [PROBLEM_OVERLOADED] = {PROBLEM_TYPE_PREFIX "overloaded", 503, "Service Unavailable",
                             "Too many writes in flight"},
+    [PROBLEM_INTERNAL] = {PROBLEM_TYPE_PREFIX "internal", 500, "Internal Server Error",
+                          "The job could not be sealed and signed"},
 };
 
 const char *problem_type(enum problem_kind kind)

@@ -26,6 +26,7 @@ enum problem_kind {
     PROBLEM_REDIS_UNAVAILABLE,      /* 503 */
     PROBLEM_OVERLOADED,             /* 503: too many writes in flight */
     PROBLEM_DRAINING,               /* 503: shutting down (readyz) */
+    PROBLEM_INTERNAL,               /* 500: the job could not be sealed or signed */
     PROBLEM_KIND_COUNT
 };
 

@@ -2651,8 +2651,7 @@ struct secret_place {
     size_t index;
 };
 
-static int walk_secrets(struct secret_walk *walk, json_t *value,
-                        const struct secret_place *place);
+static int walk_secrets(struct secret_walk *walk, json_t *value, const struct secret_place *place);
 
 static int walk_child(struct secret_walk *walk, json_t *parent, json_t *child, const char *key,
                       size_t key_len, size_t index)
@@ -2672,8 +2671,7 @@ static int walk_child(struct secret_walk *walk, json_t *parent, json_t *child, c
     return result;
 }
 
-static int walk_secrets(struct secret_walk *walk, json_t *value,
-                        const struct secret_place *place)
+static int walk_secrets(struct secret_walk *walk, json_t *value, const struct secret_place *place)
 {
     switch (json_typeof(value)) {
     case JSON_STRING: {

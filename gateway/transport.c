@@ -181,7 +181,8 @@ static void on_reload(uv_async_t *async)
     pthread_mutex_unlock(&thread->pending_lock);
     if (config == NULL)
         return;
-    gateway_worker_use_config(&thread->worker, config);
+    if (gateway_worker_use_config(&thread->worker, config) != 0)
+        log_message(LOG_ERROR, "reload", "out of memory: this thread keeps the old config");
     config_release(config);
 }
 

@@ -15,6 +15,9 @@ mkdir -p run/keys run/tls run/redis
 if [ ! -f run/keys/dev-hs256.key ]; then
     (umask 077 && openssl rand 32 >run/keys/dev-hs256.key)
 fi
+# jobgate signs with dev-sign; workers hold dev-workers.seal.key and dev-sign.sign.pub.
+[ -f run/keys/dev-sign.sign.key ] || "$jobgate" keygen --kind sign --kid dev-sign --dir run/keys >/dev/null
+[ -f run/keys/dev-workers.seal.key ] || "$jobgate" keygen --kind seal --kid dev-workers --dir run/keys >/dev/null
 if [ ! -f run/tls/cert.pem ]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
         -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -64,9 +67,10 @@ curl --http2-prior-knowledge -i http://$http_address/v1/queues/mailers/jobs \\
   -H 'Content-Type: application/json' \\
   -d '{"class":"SendWelcomeEmail","args":[{"user_id":42}]}'
 
-See it where Resque workers look:
+See it where Resque workers look, then check it as a worker would:
 
 redis-cli -p $redis_port LRANGE resque:queue:mailers 0 -1
+redis-cli -p $redis_port --raw LRANGE resque:queue:mailers 0 -1 | $jobgate verify --keys run/keys
 
 TXT
 wait "$jobgate_pid"

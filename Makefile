@@ -18,7 +18,7 @@ OBJECTS      := $(SOURCES:gateway/%.c=$(BUILD)/%.o)
 LIB_OBJECTS  := $(filter-out $(BUILD)/main.o,$(OBJECTS))
 UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit-tests asan bench format format-check clean
+.PHONY: all deps run test unit-tests asan bench vectors format format-check clean
 
 all: $(BUILD)/jobgate
 
@@ -40,6 +40,13 @@ $(BUILD)/schema_suite: tests/schema_suite.c $(LIB_OBJECTS) | $(BUILD)
 
 $(BUILD)/schema_bench: bench/schema_bench.c $(LIB_OBJECTS) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
+
+# Writes the shared envelope test vectors that every worker kit checks.
+$(BUILD)/make_vectors: tests/vectors/make_vectors.c $(LIB_OBJECTS) | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
+
+vectors: $(BUILD)/make_vectors
+	$(BUILD)/make_vectors >tests/vectors/envelope-v1.json
 
 $(BUILD) $(BUILD)/tests:
 	mkdir -p $@
@@ -74,10 +81,12 @@ bench: deps
 	bench/run.sh
 
 format:
-	clang-format -i gateway/*.c gateway/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i gateway/*.c gateway/*.h tests/unit/*.c tests/unit/*.h \
+	    tests/vectors/*.c bench/*.c
 
 format-check:
-	clang-format --dry-run --Werror gateway/*.c gateway/*.h tests/unit/*.c tests/unit/*.h
+	clang-format --dry-run --Werror gateway/*.c gateway/*.h tests/unit/*.c tests/unit/*.h \
+	    tests/vectors/*.c bench/*.c
 
 clean:
 	rm -rf build

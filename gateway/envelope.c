@@ -210,7 +210,8 @@ int envelope_sign(json_t *envelope, const struct envelope_signer *signer)
 }
 
 struct payload {
-    const struct job *job;
+    const char *class_name;
+    size_t class_len;
     const json_t *envelope;
 };
 
@@ -220,11 +221,20 @@ static int write_payload(struct text *out, void *data)
 
     /* Resque's own key order: class, then args. */
     text_append_str(out, "{\"class\":");
-    text_append_json_string(out, payload->job->class_name, payload->job->class_len);
+    text_append_json_string(out, payload->class_name, payload->class_len);
     text_append_str(out, ",\"args\":[");
     serialize_json(out, payload->envelope, SERIALIZE_PAYLOAD);
     text_append_str(out, "]}");
     return 0;
+}
+
+char *envelope_payload(const char *class_name, size_t class_len, const json_t *envelope,
+                       size_t size_hint, size_t *len, enum envelope_status *status)
+{
+    struct payload payload = {class_name, class_len, envelope};
+
+    *status = ENVELOPE_OK;
+    return write_growing(size_hint, write_payload, &payload, len, status);
 }
 
 char *envelope_build(struct job *job, const struct envelope_request *request, size_t *len,
@@ -252,12 +262,9 @@ char *envelope_build(struct job *job, const struct envelope_request *request, si
                          (json_int_t)request->expires_at, "args", job->args, "sealed", pointers);
     *status = ENVELOPE_NO_MEMORY;
     if (envelope != NULL && envelope_sign(envelope, request->signer) == 0) {
-        struct payload payload = {job, envelope};
         /* Reals may print longer than written ("1e20"); sealed values grow by a third. */
         size_t capacity = 2 * job->source_len + sealed_count * SEALED_OVERHEAD + 1024;
-        text = write_growing(capacity, write_payload, &payload, len, status);
-        if (text != NULL)
-            *status = ENVELOPE_OK;
+        text = envelope_payload(job->class_name, job->class_len, envelope, capacity, len, status);
     }
     json_decref(envelope);
     return text;
@@ -426,8 +433,9 @@ check_signature(const json_t *envelope, const struct envelope_keyring *keys, con
         canonical = write_growing(4096, write_canonical, signed_part, &len, &status);
     json_decref(signed_part);
     if (canonical == NULL) {
+        /* jobgate signs only what has a canonical form, so this cannot be its job. */
         *detail = "the envelope has no canonical form";
-        return ENVELOPE_MALFORMED;
+        return ENVELOPE_BAD_SIGNATURE;
     }
     verified = crypto_sign_verify_detached(signature, (const unsigned char *)canonical, len,
                                            key->key) == 0;
@@ -461,10 +469,8 @@ static enum envelope_refusal open_one(json_t *args, const json_t *envelope, cons
     if (!has_exactly(value, names, types, 4))
         return ENVELOPE_UNSEAL_FAILED;
     key = find_key(keys->sealing, keys->sealing_count, string_of(value, "kid"));
-    if (key == NULL) {
-        *detail = "a sealed value names a workers' key this worker does not hold";
-        return ENVELOPE_UNKNOWN_SEAL_KEY;
-    }
+    if (key == NULL)
+        return ENVELOPE_UNSEAL_FAILED;
     ct = string_of(value, "ct");
     ct_len = strlen(ct);
     sealed_len = ct_len * 3 / 4;
@@ -513,6 +519,21 @@ static enum envelope_refusal open_args(const json_t *envelope, const struct enve
     *detail = "out of memory";
     if (args == NULL)
         return ENVELOPE_UNSEAL_FAILED;
+    /* Every key first, so a missing key is named as such even beside a damaged value. */
+    for (size_t i = 0; i < json_array_size(sealed); i++) {
+        json_t *parent;
+        char key_name[SCHEMA_MAX_SECRET_POINTER];
+        size_t index;
+        const char *kid =
+            string_of(resolve_pointer(args, json_string_value(json_array_get(sealed, i)), &parent,
+                                      key_name, sizeof(key_name), &index),
+                      "kid");
+        if (kid != NULL && find_key(keys->sealing, keys->sealing_count, kid) == NULL) {
+            json_decref(args);
+            *detail = "a sealed value names a workers' key this worker does not hold";
+            return ENVELOPE_UNKNOWN_SEAL_KEY;
+        }
+    }
     for (size_t i = 0; i < json_array_size(sealed) && refusal == ENVELOPE_VALID; i++)
         refusal =
             open_one(args, envelope, json_string_value(json_array_get(sealed, i)), keys, detail);

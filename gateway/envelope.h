@@ -71,6 +71,13 @@ char *envelope_build(struct job *job, const struct envelope_request *request, si
                      enum envelope_status *status);
 
 /*
+ * The Resque payload {"class": class_name, "args": [envelope]} as a malloc'd string of
+ * *len bytes, starting from a buffer of size_hint bytes; or NULL with *status set.
+ */
+char *envelope_payload(const char *class_name, size_t class_len, const json_t *envelope,
+                       size_t size_hint, size_t *len, enum envelope_status *status);
+
+/*
  * Signs envelope (an object without "sig") with signer: sets "kid", then "sig" over the
  * canonical form of the rest. Returns 0, or -1 when out of memory or the envelope has
  * no canonical form.

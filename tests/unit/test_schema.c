@@ -989,8 +989,7 @@ static int collect_secret(void *data, const struct schema_secret *secret)
     struct found_secrets *found = data;
     assert_true(json_is_string(secret->value));
     if (found->count < 8)
-        snprintf(found->pointers[found->count], sizeof found->pointers[0], "%s",
-                 secret->pointer);
+        snprintf(found->pointers[found->count], sizeof found->pointers[0], "%s", secret->pointer);
     found->count++;
     /* Sealing replaces the value in its parent; enumeration must survive that. */
     assert_int_equal(schema_secret_replace(secret, json_pack("{s:b}", "sealed", 1)), 0);

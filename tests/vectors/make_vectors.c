@@ -153,8 +153,8 @@ static json_t *add_case(const char *name, json_t *payload, const char *queue,
     char *text;
 
     if (json_is_object(envelope) && json_array_size(json_object_get(payload, "args")) == 1)
-        text = envelope_payload(payload_class, strlen(payload_class), envelope, 4096, &len,
-                                &status);
+        text =
+            envelope_payload(payload_class, strlen(payload_class), envelope, 4096, &len, &status);
     else
         text = json_dumps(payload, JSON_COMPACT);
     if (text == NULL)
@@ -193,9 +193,9 @@ static void resign(json_t *payload, const struct envelope_signer *signer)
 }
 
 #define INVOICE_ARGS                                                                               \
-    "[{\"invoice_id\":\"inv-1042\",\"amount\":19.99,\"card_token\":\"tok_visa_4242\","           \
-    "\"note\":\"na\\u00efve \\u2603 \\\"quoted\\\" back\\\\slash /path \\u0007 tab\\tnew\\n\","  \
-    "\"numbers\":[1,0.0,1e21,5e-7,1.5e300,0.1,-42,9007199254740991],"                             \
+    "[{\"invoice_id\":\"inv-1042\",\"amount\":19.99,\"card_token\":\"tok_visa_4242\","             \
+    "\"note\":\"na\\u00efve \\u2603 \\\"quoted\\\" back\\\\slash /path \\u0007 tab\\tnew\\n\","    \
+    "\"numbers\":[1,0.0,1e21,5e-7,1.5e300,0.1,-42,9007199254740991],"                              \
     "\"\\u20ac\":1,\"\\r\":2,\"1\":3,\"\\ud83d\\ude00\":4,\"\\u00f6\":5,\"\\ufb33\":6}]"
 
 static const char *invoice_body(void)
@@ -246,8 +246,8 @@ static void valid_cases(void)
     spec = invoice("01a23d8c-0000-7000-8000-000000000005");
     spec.body = "{\"class\":\"SendInvoice\",\"args\":[{\"card_token\":\"tok_c\"},"
                 "9007199254740993,-1234567890123456789]}";
-    entry = add_case("valid: integers beyond 2^53 that the schema allows", build(&spec),
-                     "invoices", "SendInvoice");
+    entry = add_case("valid: integers beyond 2^53 that the schema allows", build(&spec), "invoices",
+                     "SendInvoice");
     expect_ok(entry, "[{\"card_token\":\"tok_c\"},9007199254740993,-1234567890123456789]");
     /* JSON.parse rounds these, so a JavaScript worker cannot verify the job. */
     json_object_set_new(entry, "javascript_reason", json_string("bad-signature"));
@@ -268,10 +268,10 @@ static void refused_cases(void)
 {
     json_t *payload, *other, *entry, *envelope, *first;
 
-    entry = add_case("unsigned: a job written straight into Redis",
-                     json_loads("{\"class\":\"SendInvoice\",\"args\":[{\"invoice_id\":\"x\"}]}",
-                                0, NULL),
-                     "invoices", "SendInvoice");
+    entry = add_case(
+        "unsigned: a job written straight into Redis",
+        json_loads("{\"class\":\"SendInvoice\",\"args\":[{\"invoice_id\":\"x\"}]}", 0, NULL),
+        "invoices", "SendInvoice");
     expect_refused(entry, "unsigned");
 
     payload = invoice_payload("01a23d8c-0000-7000-8000-000000000010");
@@ -307,8 +307,7 @@ static void refused_cases(void)
     json_array_append_new(json_object_get(envelope_of(payload), "sealed"),
                           json_string("/0/no_such_field"));
     resign(payload, &keys.current);
-    entry = add_case("malformed: a sealed pointer to nothing", payload, "invoices",
-                     "SendInvoice");
+    entry = add_case("malformed: a sealed pointer to nothing", payload, "invoices", "SendInvoice");
     expect_refused(entry, "malformed");
 
     payload = invoice_payload("01a23d8c-0000-7000-8000-000000000016");
@@ -343,22 +342,20 @@ static void refused_cases(void)
 
     payload = invoice_payload("01a23d8c-0000-7000-8000-000000000021");
     json_object_set_new(envelope_of(payload), "exp", json_integer(ISSUED_AT + 2 * LIFETIME));
-    entry = add_case("bad-signature: the expiry pushed back", payload, "invoices",
-                     "SendInvoice");
+    entry = add_case("bad-signature: the expiry pushed back", payload, "invoices", "SendInvoice");
     expect_refused(entry, "bad-signature");
 
     payload = invoice_payload("01a23d8c-0000-7000-8000-000000000022");
     first = json_array_get(json_object_get(envelope_of(payload), "args"), 0);
     envelope = json_object_get(first, "card_token");
     set_string(envelope, "ct", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-    entry = add_case("bad-signature: a sealed value replaced", payload, "invoices",
-                     "SendInvoice");
+    entry = add_case("bad-signature: a sealed value replaced", payload, "invoices", "SendInvoice");
     expect_refused(entry, "bad-signature");
 
     payload = invoice_payload("01a23d8c-0000-7000-8000-000000000023");
     set_string(payload, "class", "RefundInvoice");
-    entry = add_case("wrong-class: the payload's class is not the envelope's", payload,
-                     "invoices", "RefundInvoice");
+    entry = add_case("wrong-class: the payload's class is not the envelope's", payload, "invoices",
+                     "RefundInvoice");
     expect_refused(entry, "wrong-class");
 
     entry = add_case("wrong-class: run as another class",
@@ -366,9 +363,9 @@ static void refused_cases(void)
                      "RefundInvoice");
     expect_refused(entry, "wrong-class");
 
-    entry = add_case("wrong-queue: taken from another queue",
-                     invoice_payload("01a23d8c-0000-7000-8000-000000000025"), "mailers",
-                     "SendInvoice");
+    entry =
+        add_case("wrong-queue: taken from another queue",
+                 invoice_payload("01a23d8c-0000-7000-8000-000000000025"), "mailers", "SendInvoice");
     expect_refused(entry, "wrong-queue");
 
     struct spec spec = invoice("01a23d8c-0000-7000-8000-000000000026");
@@ -379,8 +376,8 @@ static void refused_cases(void)
     spec = invoice("01a23d8c-0000-7000-8000-000000000027");
     spec.seal_to = keys.other_public;
     spec.seal_kid = "workers-elsewhere";
-    entry = add_case("unknown-seal-key: sealed to another team's workers", build(&spec),
-                     "invoices", "SendInvoice");
+    entry = add_case("unknown-seal-key: sealed to another team's workers", build(&spec), "invoices",
+                     "SendInvoice");
     expect_refused(entry, "unknown-seal-key");
 
     /* Re-signed: only the sealing context can refuse these. */
@@ -399,14 +396,14 @@ static void refused_cases(void)
     spec = invoice("01a23d8c-0000-7000-8000-000000000030");
     spec.body = "{\"class\":\"SendInvoice\",\"args\":[{\"cards\":[\"tok_a\",\"tok_b\"]}]}";
     payload = build(&spec);
-    json_t *cards = json_object_get(json_array_get(json_object_get(envelope_of(payload), "args"), 0),
-                                    "cards");
+    json_t *cards =
+        json_object_get(json_array_get(json_object_get(envelope_of(payload), "args"), 0), "cards");
     json_t *card = json_incref(json_array_get(cards, 0));
     json_array_set(cards, 0, json_array_get(cards, 1));
     json_array_set_new(cards, 1, card);
     resign(payload, &keys.current);
-    entry = add_case("unseal-failed: two sealed values swapped between fields", payload,
-                     "invoices", "SendInvoice");
+    entry = add_case("unseal-failed: two sealed values swapped between fields", payload, "invoices",
+                     "SendInvoice");
     expect_refused(entry, "unseal-failed");
 
     payload = invoice_payload("01a23d8c-0000-7000-8000-000000000031");
@@ -419,8 +416,7 @@ static void refused_cases(void)
     set_string(payload, "class", "RefundInvoice");
     set_string(envelope_of(payload), "class", "RefundInvoice");
     resign(payload, &keys.current);
-    entry = add_case("unseal-failed: moved to another class", payload, "invoices",
-                     "RefundInvoice");
+    entry = add_case("unseal-failed: moved to another class", payload, "invoices", "RefundInvoice");
     expect_refused(entry, "unseal-failed");
 
     payload = invoice_payload("01a23d8c-0000-7000-8000-000000000033");
@@ -431,8 +427,8 @@ static void refused_cases(void)
     ct[0] = ct[0] == 'A' ? 'B' : 'A';
     set_string(envelope, "ct", ct);
     resign(payload, &keys.current);
-    entry = add_case("unseal-failed: a ciphertext byte flipped", payload, "invoices",
-                     "SendInvoice");
+    entry =
+        add_case("unseal-failed: a ciphertext byte flipped", payload, "invoices", "SendInvoice");
     expect_refused(entry, "unseal-failed");
 }
 

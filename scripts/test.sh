@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the unit tests (cmocka), the JSON Schema test suite and the end-to-end tests
 # (node:test driving the real binary, a real redis-server and a real node-resque
-# worker), then prints the totals.
+# worker) and the Ruby worker kit's tests (minitest), then prints the totals.
 # Usage: scripts/test.sh [BUILD_DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,14 @@ status=$?
 # A test that timed out is reported as cancelled, not failed: it did not pass either.
 tally "end-to-end tests" "$status" "$output" "$(count '^# pass' "$output")" \
     "$(($(count '^# fail' "$output") + $(count '^# cancelled' "$output")))"
+
+output=$(JOBGATE_SHARED="$shared" ruby tests/workers/test_kit.rb 2>&1)
+status=$?
+# minitest ends with "N runs, N assertions, N failures, N errors, N skips"; a skipped test
+# did not pass either.
+read -r runs not_passed < <(grep -E '^[0-9]+ runs, ' <<<"$output" |
+    awk -F', ' '{ runs = $1 + 0; bad = $3 + $4 + $5 } END { print runs + 0, bad + 0 }')
+tally "Ruby worker kit" "$status" "$output" "$((runs - not_passed))" "$not_passed"
 
 echo
 echo "$passed passed, $failed failed"

@@ -39,7 +39,8 @@ async function assertAccepted(queue, claimOverrides) {
   assert.equal(res.body.queue, queue);
   const after = await h.queueContents(env.client, queue);
   assert.equal(after.length, before.length + 1);
-  assert.equal(after.at(-1), JSON.stringify(JOBS[queue]));
+  const stored = await h.openPayload(env.material, after.at(-1), queue);
+  assert.deepEqual({ class: stored.class, args: stored.args }, JOBS[queue]);
   assert.ok(await env.client.sismember('resque:queues', queue));
 }
 

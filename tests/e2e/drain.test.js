@@ -35,7 +35,6 @@ test('a write in flight at SIGTERM is answered 202, then jobgate exits 0', async
   assert.equal(res.status, 202, res.text);
   session.close();
   assert.equal(await env.gate.stop(), 0, `exit status; log:\n${env.gate.stderr}`);
-  assert.deepEqual(await h.queueContents(env.client, 'mailers'),
-    ['{"class":"SendWelcomeEmail","args":["in flight"]}']);
+  await h.assertQueueHolds(env, 'mailers', ['{"class":"SendWelcomeEmail","args":["in flight"]}']);
   assert.ok(env.gate.logs.some((l) => l.event === 'serve' && l.message === 'stopped'));
 });

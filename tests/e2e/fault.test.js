@@ -118,7 +118,7 @@ test('no job answered 202 is lost when Redis is killed under load', async () => 
   const client = new Redis({ host: '127.0.0.1', port: redisPort });
   const entries = await client.lrange('resque:queue:mailers', 0, -1);
   client.disconnect();
-  const stored = new Set(entries.map((payload) => JSON.parse(payload).args[0].number));
+  const stored = new Set(entries.map((payload) => JSON.parse(payload).args[0].args[0].number));
   const lost = accepted.filter((n) => !stored.has(n));
   assert.deepEqual(lost, [], `${lost.length} of ${accepted.length} accepted jobs are missing`);
 });

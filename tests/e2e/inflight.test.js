@@ -38,7 +38,7 @@ test('past max_in_flight a job gets 503 overloaded and is not written', async ()
 
     const after = await send(4);
     assert.equal(after.status, 202, 'accepted again once Redis answered');
-    const stored = (await h.queueContents(env.client, 'mailers')).map((p) => JSON.parse(p).args[0]);
+    const stored = (await h.queueContents(env.client, 'mailers')).map((p) => JSON.parse(p).args[0].args[0]);
     assert.deepEqual(stored, [0, 4], 'only the accepted jobs are in Redis');
   } finally {
     session.close();

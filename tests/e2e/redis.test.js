@@ -74,7 +74,7 @@ async function assertEnqueueWorks(tag) {
     return null;
   }, 5000);
   assert.equal(res.status, 202);
-  const stored = await h.queueContents(env.client, 'mailers');
+  const stored = await h.storedJobs(env, 'mailers');
   assert.ok(stored.includes(JSON.stringify(job(tag))), `${tag} is not in Redis`);
 }
 
@@ -133,7 +133,7 @@ test('Redis forgot the enqueue script (SCRIPT FLUSH): at most a 503 that wrote n
     return true;
   }, 5000);
   assert.ok(refused.length <= env.config.config.threads, `refused ${refused.length} times: ${refused}`);
-  const stored = await h.queueContents(env.client, 'mailers');
+  const stored = await h.storedJobs(env, 'mailers');
   for (const tag of refused) assert.ok(!stored.includes(JSON.stringify(job(tag))), `${tag} was refused but written`);
 });
 
@@ -185,7 +185,7 @@ test('connections to Redis killed under load: every job answered 202 is in Redis
   } finally {
     for (const s of sessions) s.close();
   }
-  const stored = new Set(await h.queueContents(env.client, 'mailers'));
+  const stored = new Set(await h.storedJobs(env, 'mailers'));
   const lost = accepted.filter((tag) => !stored.has(JSON.stringify(job(tag))));
   assert.deepEqual(lost, [], `jobs answered 202 but missing from Redis (statuses ${JSON.stringify(statuses)})`);
   assert.ok(accepted.length > 0, `nothing was accepted: ${JSON.stringify(statuses)}`);

@@ -54,8 +54,7 @@ test('a job that passes its schema is written exactly', async () => {
   const body = { class: 'SendInvoice', args: [invoice()] };
   const res = await h.enqueue(env, 'invoices', { token, body });
   assert.equal(res.status, 202, res.text);
-  const stored = await h.queueContents(env.client, 'invoices');
-  assert.deepEqual(stored, [JSON.stringify(body)]);
+  assert.deepEqual(await h.storedJobs(env, 'invoices'), [JSON.stringify(body)]);
 });
 
 test('every failing pointer is listed, each with its keyword', async () => {

@@ -2,7 +2,8 @@
 /*
  * Shared helpers for the end-to-end tests: a throwaway redis-server, key material
  * made at test time, a config derived from config/example.json, the real jobgate
- * binary, our own JWT minting, and HTTP/1.1, HTTPS, h2c and h2 clients.
+ * binary, our own JWT minting, HTTP/1.1, HTTPS, h2c and h2 clients, and the
+ * JavaScript worker kit to open the jobs jobgate stores.
  *
  * Nothing here is committed key material: every secret, key pair and certificate is
  * generated into a mkdtemp directory that is removed when the test file ends.
@@ -18,6 +19,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const Redis = require('ioredis');
+const kit = require('../../../workers/node-resque/jobgate.js');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const EXAMPLE_CONFIG = path.join(REPO, 'config', 'example.json');
@@ -192,12 +194,21 @@ function makeKeyMaterial() {
       privateKey: pair.privateKey, publicKey: pair.publicKey };
   }
 
+  // The envelope's keys, as `jobgate keygen` makes them: jobgate reads dev-sign.sign.key
+  // and dev-workers.seal.pub; workers load the directory for the other two.
+  const envelopeDir = path.join(dir, 'envelope');
+  fs.mkdirSync(envelopeDir);
+  for (const [kind, kid] of [['sign', 'dev-sign'], ['seal', 'dev-workers']]) {
+    execFileSync(jobgateBinary(), ['keygen', '--kind', kind, '--kid', kid, '--dir', envelopeDir],
+      { stdio: 'ignore' });
+  }
+
   const certFile = path.join(dir, 'cert.pem');
   const keyFile = path.join(dir, 'tls-key.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
     '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
     '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
-  return { dir, keys, certFile, keyFile, cert: fs.readFileSync(certFile),
+  return { dir, keys, envelopeDir, certFile, keyFile, cert: fs.readFileSync(certFile),
     cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -223,6 +234,9 @@ async function writeConfig(material, redisPort, overrides = {}, name = 'jobgate.
   config.auth.issuer = ISSUER;
   config.auth.audience = AUDIENCE;
   config.auth.keys = Object.values(material.keys).map(({ kid, alg, file }) => ({ kid, alg, file }));
+  config.envelope.signing_key.file = path.join(material.envelopeDir, 'dev-sign.sign.key');
+  config.envelope.sealing_keys['dev-workers'].file =
+    path.join(material.envelopeDir, 'dev-workers.seal.pub');
   // Tests about anything but schemas send all kinds of arguments; schema.test.js
   // points the classes at the real schemas in schemas/.
   config.classes = Object.fromEntries(Object.keys(config.classes)
@@ -565,10 +579,64 @@ async function queueContents(client, queue, namespace = 'resque') {
   return client.lrange(`${namespace}:queue:${queue}`, 0, -1);
 }
 
+/** A worker kit's verifier holding the environment's worker keys. */
+async function verifierFor(material) {
+  return kit.Verifier.create(await kit.loadKeys(material.envelopeDir));
+}
+
+/**
+ * Opens a stored payload as a worker would, after checking that it is a Resque job
+ * whose one argument is the envelope. Returns { class, args, envelope, job }: the
+ * payload's class, the producer's arguments with secrets opened, the envelope as
+ * stored and what the kit returned.
+ */
+async function openPayload(material, payload, queue) {
+  const parsed = JSON.parse(payload);
+  assert.deepEqual(Object.keys(parsed), ['class', 'args'], 'a Resque payload: class, then args');
+  assert.equal(parsed.args.length, 1, 'args hold the envelope alone');
+  const verifier = await verifierFor(material);
+  const job = verifier.open(parsed.args, { className: parsed.class, queue, payloadClass: parsed.class });
+  return { class: parsed.class, args: job.args, envelope: parsed.args[0], job };
+}
+
+/**
+ * Checks that a queue holds exactly the given jobs, each written as the Resque payload
+ * it stands for ('{"class":"C","args":[...]}'), oldest first: every stored payload
+ * verifies, names the queue and class, and carries the producer's arguments byte for
+ * byte inside its envelope.
+ */
+async function assertQueueHolds(env, queue, expected, namespace = 'resque') {
+  const stored = await queueContents(env.client, queue, namespace);
+  assert.equal(stored.length, expected.length, `${queue} holds ${stored.length} jobs`);
+  for (const [i, payload] of stored.entries()) {
+    const want = JSON.parse(expected[i]);
+    const argsText = expected[i].slice(expected[i].indexOf(',"args":') + ',"args":'.length, -1);
+    const opened = await openPayload(env.material, payload, queue);
+    assert.equal(opened.class, want.class);
+    assert.equal(opened.envelope.queue, queue);
+    assert.match(opened.envelope.id, UUID_RE);
+    assert.deepEqual(opened.args, want.args);
+    assert.ok(payload.includes(`,"args":${argsText},"sealed":`),
+      `the arguments are stored as sent: ${payload}`);
+  }
+}
+
+/** Every job of a queue, opened (see openPayload), oldest first. */
+async function openQueue(env, queue, namespace = 'resque') {
+  const payloads = await queueContents(env.client, queue, namespace);
+  return Promise.all(payloads.map((payload) => openPayload(env.material, payload, queue)));
+}
+
+/** Every job of a queue as JSON text of its class and opened arguments. */
+async function storedJobs(env, queue) {
+  return (await openQueue(env, queue)).map((job) => JSON.stringify({ class: job.class, args: job.args }));
+}
+
 module.exports = {
   AUDIENCE, ISSUER, PROBLEM, REPO, UUID_RE,
-  assertProblem, assertRejected, b64url, enqueue, send, setupEnvironment, claims, freePort, h1Request, h2Connect, h2Request, jobHeaders,
-  jobgateBinary, jobgateToken, makeKeyMaterial, merge, mint, nowSeconds, queueContents,
+  assertProblem, assertQueueHolds, assertRejected, b64url, enqueue, send, setupEnvironment, claims, freePort, h1Request, h2Connect, h2Request, jobHeaders,
+  jobgateBinary, jobgateToken, makeKeyMaterial, merge, mint, nowSeconds, openPayload, openQueue,
+  queueContents, storedJobs, verifierFor,
   rawRedisCommand, signInput, sleep, snapshotRedis, startJobgate, startRedis, tokenFor,
   waitExit, writeConfig,
 };

@@ -1138,9 +1138,12 @@ static long read_seal_to(struct loader *loader, const json_t *object, const stru
 
     if (name == NULL)
         return -1;
-    for (size_t i = 0; i < config->envelope.sealing_key_count; i++)
-        if (strcmp(config->envelope.sealing_keys[i].kid, name) == 0)
+    for (size_t i = 0; i < config->envelope.sealing_key_count; i++) {
+        const char *kid = config->envelope.sealing_keys[i].kid;
+        /* A key whose name could not be copied was reported already. */
+        if (kid != NULL && strcmp(kid, name) == 0)
             return (long)i;
+    }
     problem_at(loader, "seal_to", "unknown sealing key %s: add it to $.envelope.sealing_keys",
                quote(quoted, name, strlen(name)));
     return -1;

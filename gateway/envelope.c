@@ -120,11 +120,11 @@ static int seal_one(void *data, const struct schema_secret *secret)
                       base64url_string(nonce, sizeof(nonce)), "ct",
                       base64url_string(sealed, plain_len + SEAL_TAG_BYTES));
     if (value == NULL || json_object_size(value) != 4 ||
-        json_array_append_new(sealing->pointers, json_string(secret->pointer)) != 0 ||
-        schema_secret_replace(secret, value) != 0)
+        json_array_append_new(sealing->pointers, json_string(secret->pointer)) != 0)
         goto out;
+    /* The replacement is the parent's now, or already released if that failed. */
+    result = schema_secret_replace(secret, value) == 0 ? 0 : ENVELOPE_NO_MEMORY;
     value = NULL;
-    result = 0;
 out:
     json_decref(value);
     sodium_memzero(sealed, plain_len + SEAL_TAG_BYTES);
@@ -148,6 +148,8 @@ static enum envelope_status seal_secrets(struct job *job, const struct envelope_
         return ENVELOPE_NO_MEMORY;
     result = schema_each_secret(request->schema, job->args, seal_one, &sealing);
     free(sealing.context);
+    if (result == SCHEMA_SECRETS_NO_MEMORY)
+        return ENVELOPE_NO_MEMORY;
     if (result == -1)
         return ENVELOPE_NOT_SEALED;
     return (enum envelope_status)result;
@@ -583,8 +585,9 @@ enum envelope_refusal envelope_open(const json_t *payload, const struct envelope
         *detail = "the job was taken from a queue other than the one the envelope names";
         return ENVELOPE_WRONG_QUEUE;
     }
-    if (expect->now >
-        json_integer_value(json_object_get(envelope, "exp")) + expect->leeway_seconds) {
+    /* exp is whatever was signed: compared so that nothing can overflow. */
+    if (expect->now - expect->leeway_seconds >
+        json_integer_value(json_object_get(envelope, "exp"))) {
         *detail = "the job's expiry has passed";
         return ENVELOPE_EXPIRED;
     }

@@ -1783,6 +1783,7 @@ struct validation {
     unsigned silent;
     /* Something could not be decided; the instance fails whatever encloses it. */
     bool aborted;
+    bool out_of_memory; /* what aborted it was a failed allocation */
 
     bool collect_secrets;
     bool collect_big_integers;
@@ -1990,6 +1991,7 @@ static void add_mark(struct validation *validation, const json_t *value, enum ma
         struct mark *marks =
             capacity <= MAX_MARKS ? realloc(validation->marks, capacity * sizeof *marks) : NULL;
         if (marks == NULL) {
+            validation->out_of_memory = capacity <= MAX_MARKS;
             abort_validation(validation, kind == MARK_SECRET ? "secret" : "maxInteger",
                              "has more marked values than jobgate can track");
             return;
@@ -2747,5 +2749,5 @@ int schema_each_secret(const struct schema *schema, json_t *instance, schema_sec
         result = walk_secrets(&walk, instance, &root);
     }
     free(validation.marks);
-    return result;
+    return validation.out_of_memory ? SCHEMA_SECRETS_NO_MEMORY : result;
 }

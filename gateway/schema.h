@@ -153,9 +153,23 @@ struct schema_secret {
  */
 typedef int (*schema_secret_fn)(void *data, const struct schema_secret *secret);
 
-/* Puts replacement (whose reference it takes) where secret was. Returns 0, or -1. */
+/*
+ * Puts replacement where secret was, taking its reference: it is released even when
+ * this fails. Returns 0, or -1 (out of memory, or secret is the root itself).
+ */
 int schema_secret_replace(const struct schema_secret *secret, json_t *replacement);
 
+/* What schema_each_secret returns when memory ran out. */
+#define SCHEMA_SECRETS_NO_MEMORY (-2)
+
+/*
+ * Calls fn for every string in instance that a passing "secret": true subschema
+ * validates, each once. Returns 0 when done, fn's value when it stopped early,
+ * SCHEMA_SECRETS_NO_MEMORY when memory ran out, and -1 without calling fn when
+ * instance does not validate or a secret's pointer does not fit
+ * SCHEMA_MAX_SECRET_POINTER. A schema without secrets returns 0 at once without
+ * looking at instance.
+ */
 int schema_each_secret(const struct schema *schema, json_t *instance, schema_secret_fn fn,
                        void *data);
 

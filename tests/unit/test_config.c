@@ -46,12 +46,19 @@ static void jansson_free(void *block)
 }
 #endif
 
-/* A temporary directory with a valid key file at keys/hs.key. */
+/*
+ * A temporary directory with a valid key file at keys/hs.key, the envelope's signing
+ * seed at keys/sign.sign.key and two workers' public keys at keys/workers.seal.pub and
+ * keys/others.seal.pub.
+ */
 struct fixture {
     char directory[64];
     char config_path[256];
     char *messages[MAX_MESSAGES];
     size_t message_count;
+    unsigned char signing_seed[KEYFILE_KEY_BYTES];
+    unsigned char workers_public[KEYFILE_KEY_BYTES];
+    unsigned char others_public[KEYFILE_KEY_BYTES];
 };
 
 static const char base_config[] =
@@ -64,6 +71,13 @@ static const char base_config[] =
     "    \"issuer\": \"https://auth.example.test\","
     "    \"audience\": \"jobgate\","
     "    \"keys\": [{\"kid\": \"one\", \"alg\": \"HS256\", \"file\": \"keys/hs.key\"}]"
+    "  },"
+    "  \"envelope\": {"
+    "    \"signing_key\": {\"kid\": \"sign-1\", \"file\": \"keys/sign.sign.key\"},"
+    "    \"sealing_keys\": {"
+    "      \"workers\": {\"file\": \"keys/workers.seal.pub\"},"
+    "      \"others\": {\"file\": \"keys/others.seal.pub\"}"
+    "    }"
     "  },"
     "  \"tiers\": {"
     "    \"critical\": {\"includes\": []},"
@@ -137,6 +151,28 @@ static void write_secret(const struct fixture *fixture, const char *relative)
     write_file(fixture, relative, secret, sizeof secret);
 }
 
+/* Writes an envelope key file: the key in base64url on one line, as jobgate keygen does. */
+static void write_key(const struct fixture *fixture, const char *relative,
+                      const unsigned char key[KEYFILE_KEY_BYTES])
+{
+    char line[64];
+    struct text text;
+    text_init(&text, line, sizeof line);
+    keyfile_append_base64url(&text, key, KEYFILE_KEY_BYTES);
+    text_append_str(&text, "\n");
+    assert_non_null(text_finish(&text));
+    write_text(fixture, relative, line);
+}
+
+/* A fresh workers' key pair, of which the public half is written to relative. */
+static void write_sealing_key(const struct fixture *fixture, const char *relative,
+                              unsigned char public_key[KEYFILE_KEY_BYTES])
+{
+    unsigned char secret_key[crypto_box_SECRETKEYBYTES];
+    crypto_box_keypair(public_key, secret_key);
+    write_key(fixture, relative, public_key);
+}
+
 static int setup(void **state)
 {
     struct fixture *fixture = calloc(1, sizeof *fixture);
@@ -146,6 +182,10 @@ static int setup(void **state)
     snprintf(fixture->config_path, sizeof fixture->config_path, "%s/config.json",
              fixture->directory);
     write_secret(fixture, "keys/hs.key");
+    randombytes_buf(fixture->signing_seed, sizeof fixture->signing_seed);
+    write_key(fixture, "keys/sign.sign.key", fixture->signing_seed);
+    write_sealing_key(fixture, "keys/workers.seal.pub", fixture->workers_public);
+    write_sealing_key(fixture, "keys/others.seal.pub", fixture->others_public);
     write_text(fixture, "schemas/args.json", "{\"type\": \"array\"}");
     *state = fixture;
     return 0;
@@ -243,6 +283,14 @@ static int reported(const struct fixture *fixture, const char *expected)
             return 1;
     }
     return 0;
+}
+
+/* Forgets the problems reported so far, before a test's next case. */
+static void clear_messages(struct fixture *fixture)
+{
+    for (size_t i = 0; i < fixture->message_count; i++)
+        free(fixture->messages[i]);
+    fixture->message_count = 0;
 }
 
 static void print_messages(const struct fixture *fixture)
@@ -512,6 +560,9 @@ static void test_relative_paths_resolve_against_the_config_directory(void **stat
     set_member(root, "redis", "password_file", "\"../secrets/redis.txt\"");
     json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
     assert_int_equal(json_object_set_new(key, "file", json_string("../keys/hs.key")), 0);
+    set_member(root, "envelope.signing_key", "file", "\"../keys/sign.sign.key\"");
+    set_member(root, "envelope.sealing_keys.workers", "file", "\"../keys/workers.seal.pub\"");
+    set_member(root, "envelope.sealing_keys.others", "file", "\"../keys/others.seal.pub\"");
     const char *class_name;
     json_t *class_object;
     json_object_foreach(object_at(root, "classes"), class_name, class_object)
@@ -1120,6 +1171,352 @@ static int tier_grants(const struct config *config, const char *tier, const char
     return (config->tiers[tier_index(config, tier)].grants & bit) != 0;
 }
 
+static long sealing_key_index(const struct config *config, const char *kid)
+{
+    for (size_t i = 0; i < config->envelope.sealing_key_count; i++) {
+        if (strcmp(config->envelope.sealing_keys[i].kid, kid) == 0)
+            return (long)i;
+    }
+    fail_msg("no sealing key %s", kid);
+    return -1;
+}
+
+static void test_envelope_section_loads(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "tiers.critical", "seal_to", "\"workers\"");
+    write_document(fixture, root);
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    const struct config_envelope *envelope = &config->envelope;
+    assert_string_equal(envelope->signer.kid, "sign-1");
+    /* The file holds the Ed25519 seed; the signer holds the key pair made from it. */
+    unsigned char public_key[crypto_sign_PUBLICKEYBYTES];
+    unsigned char secret_key[crypto_sign_SECRETKEYBYTES];
+    crypto_sign_seed_keypair(public_key, secret_key, fixture->signing_seed);
+    assert_memory_equal(envelope->signer.secret_key, secret_key, sizeof secret_key);
+    /* Defaults: a week to live, 30-second epochs. */
+    assert_int_equal(envelope->expires_after_seconds, 604800);
+    assert_int_equal(envelope->seal_epoch_ms, 30000);
+
+    assert_int_equal(envelope->sealing_key_count, 2);
+    long workers = sealing_key_index(config, "workers");
+    long others = sealing_key_index(config, "others");
+    assert_memory_equal(envelope->sealing_keys[workers].public_key, fixture->workers_public,
+                        KEYFILE_KEY_BYTES);
+    assert_memory_equal(envelope->sealing_keys[others].public_key, fixture->others_public,
+                        KEYFILE_KEY_BYTES);
+
+    /* A tier's seal_to is its queues' unless they name their own; none is -1. */
+    assert_int_equal(config->tiers[tier_index(config, "critical")].seal_to, workers);
+    assert_int_equal(config->tiers[tier_index(config, "standard")].seal_to, -1);
+    assert_int_equal(config_find_queue(config, "invoices", 8)->seal_to, workers);
+    assert_int_equal(config_find_queue(config, "mailers", 7)->seal_to, -1);
+    assert_int_equal(config_find_queue(config, "reports", 7)->seal_to, -1);
+    config_free(config);
+}
+
+static void test_envelope_settings_are_read(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *expires;
+        const char *epoch;
+        int64_t expires_after_seconds;
+        uint64_t seal_epoch_ms;
+    } cases[] = {
+        {"60", "1", 60, 1000},
+        {"7776000", "60", 7776000, 60000},
+        {"86400", "30", 86400, 30000},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *root = base_document();
+        set_member(root, "envelope", "expires_after_seconds", cases[i].expires);
+        set_member(root, "envelope", "seal_epoch_seconds", cases[i].epoch);
+        write_document(fixture, root);
+        struct config *config = load(fixture);
+        print_messages(fixture);
+        assert_non_null(config);
+        assert_int_equal(config->envelope.expires_after_seconds, cases[i].expires_after_seconds);
+        assert_int_equal(config->envelope.seal_epoch_ms, cases[i].seal_epoch_ms);
+        config_free(config);
+    }
+}
+
+static void test_envelope_is_required(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "", "envelope", NULL, "$.envelope: is required");
+    clear_messages(fixture);
+    expect_problem(fixture, "", "envelope", "[]", "$.envelope: must be an object, not an array");
+    clear_messages(fixture);
+    expect_problem(fixture, "envelope", "signing_key", NULL, "$.envelope.signing_key: is required");
+    clear_messages(fixture);
+    expect_problem(fixture, "envelope.signing_key", "file", NULL,
+                   "$.envelope.signing_key.file: is required");
+    clear_messages(fixture);
+    expect_problem(fixture, "envelope", "signer", "{}", "$.envelope.signer: unknown key");
+    clear_messages(fixture);
+    expect_problem(fixture, "envelope.sealing_keys.workers", "public_key", "\"x\"",
+                   "$.envelope.sealing_keys.workers.public_key: unknown key");
+}
+
+static void test_sealing_keys_are_optional(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "envelope", "sealing_keys", NULL);
+    write_document(fixture, root);
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    assert_int_equal(config->envelope.sealing_key_count, 0);
+    assert_int_equal(config_find_queue(config, "invoices", 8)->seal_to, -1);
+    config_free(config);
+}
+
+static void test_bad_kids(void **state)
+{
+    static const char rule[] = "invalid key id (1 to 64 of A-Z, a-z, 0-9, _ and -)";
+    struct fixture *fixture = *state;
+    char expected[256];
+    /* A kid of 65 characters, and one of 64, each quoted as JSON. */
+    char too_long[KEYFILE_MAX_KID + 4], longest[KEYFILE_MAX_KID + 3];
+    memset(too_long, 'k', sizeof too_long);
+    too_long[0] = too_long[sizeof too_long - 2] = '"';
+    too_long[sizeof too_long - 1] = '\0';
+    memcpy(longest, too_long, sizeof longest - 2);
+    longest[sizeof longest - 2] = '"';
+    longest[sizeof longest - 1] = '\0';
+
+    snprintf(expected, sizeof expected, "$.envelope.signing_key.kid: %s", rule);
+    expect_problem(fixture, "envelope.signing_key", "kid", "\"sign.1\"", expected);
+    clear_messages(fixture);
+    expect_problem(fixture, "envelope.signing_key", "kid", too_long, expected);
+    clear_messages(fixture);
+    expect_problem(fixture, "envelope.signing_key", "kid", "\"\"",
+                   "$.envelope.signing_key.kid: must not be empty");
+    clear_messages(fixture);
+
+    /* 64 characters is the most a kid may have. */
+    json_t *root = base_document();
+    set_member(root, "envelope.signing_key", "kid", longest);
+    write_document(fixture, root);
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    assert_int_equal(strlen(config->envelope.signer.kid), KEYFILE_MAX_KID);
+    config_free(config);
+
+    root = base_document();
+    set_member(root, "envelope.sealing_keys", "bad key", "{\"file\": \"keys/workers.seal.pub\"}");
+    set_member(root, "envelope.sealing_keys", "dotted.kid",
+               "{\"file\": \"keys/workers.seal.pub\"}");
+    write_document(fixture, root);
+    load_fails(fixture);
+    snprintf(expected, sizeof expected, "$.envelope.sealing_keys[\"bad key\"]: %s", rule);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected, "$.envelope.sealing_keys[\"dotted.kid\"]: %s", rule);
+    assert_reported(fixture, expected);
+    assert_int_equal(fixture->message_count, 2);
+}
+
+static void test_unreadable_envelope_key_files(void **state)
+{
+    static const char not_a_key[] = "not a 32-byte key in base64url (one line, no padding)";
+    struct fixture *fixture = *state;
+    unsigned char short_key[KEYFILE_KEY_BYTES] = {0};
+    char line[64], expected[512];
+    struct text text;
+    text_init(&text, line, sizeof line);
+    keyfile_append_base64url(&text, short_key, KEYFILE_KEY_BYTES - 1);
+    assert_non_null(text_finish(&text));
+    write_text(fixture, "keys/short.sign.key", line);
+    write_secret(fixture, "keys/binary.seal.pub");
+
+    json_t *root = base_document();
+    set_member(root, "envelope.signing_key", "file", "\"keys/missing.sign.key\"");
+    write_document(fixture, root);
+    load_fails(fixture);
+    snprintf(expected, sizeof expected,
+             "$.envelope.signing_key.file: cannot read %s/keys/missing.sign.key: No such file or "
+             "directory",
+             fixture->directory);
+    assert_only_problem(fixture, expected);
+    clear_messages(fixture);
+
+    root = base_document();
+    set_member(root, "envelope.signing_key", "file", "\"keys/short.sign.key\"");
+    set_member(root, "envelope.sealing_keys.workers", "file", "\"keys/binary.seal.pub\"");
+    set_member(root, "envelope.sealing_keys.others", "file", "\"keys\"");
+    write_document(fixture, root);
+    load_fails(fixture);
+    snprintf(expected, sizeof expected,
+             "$.envelope.signing_key.file: cannot read %s/keys/short.sign.key: %s",
+             fixture->directory, not_a_key);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected,
+             "$.envelope.sealing_keys.workers.file: cannot read %s/keys/binary.seal.pub: %s",
+             fixture->directory, not_a_key);
+    assert_reported(fixture, expected);
+    snprintf(expected, sizeof expected,
+             "$.envelope.sealing_keys.others.file: cannot read %s/keys: not a regular file",
+             fixture->directory);
+    assert_reported(fixture, expected);
+    assert_int_equal(fixture->message_count, 3);
+}
+
+static void test_envelope_out_of_range(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "envelope", "seal_epoch_seconds", "61");
+    set_member(root, "envelope", "expires_after_seconds", "59");
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_reported(fixture, "$.envelope.seal_epoch_seconds: must be from 1 to 60, not 61");
+    assert_reported(fixture,
+                    "$.envelope.expires_after_seconds: must be from 60 to 7776000, not 59");
+    assert_int_equal(fixture->message_count, 2);
+    clear_messages(fixture);
+
+    root = base_document();
+    set_member(root, "envelope", "seal_epoch_seconds", "0");
+    set_member(root, "envelope", "expires_after_seconds", "7776001");
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_reported(fixture, "$.envelope.seal_epoch_seconds: must be from 1 to 60, not 0");
+    assert_reported(fixture,
+                    "$.envelope.expires_after_seconds: must be from 60 to 7776000, not 7776001");
+    assert_int_equal(fixture->message_count, 2);
+    clear_messages(fixture);
+
+    expect_problem(fixture, "envelope", "seal_epoch_seconds", "0.5",
+                   "$.envelope.seal_epoch_seconds: must be an integer, not a number with a "
+                   "fraction or an exponent");
+}
+
+static void test_unknown_seal_to(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "tiers.bulk", "seal_to", "\"nobody\"",
+                   "$.tiers.bulk.seal_to: unknown sealing key \"nobody\": add it to "
+                   "$.envelope.sealing_keys");
+    clear_messages(fixture);
+    expect_problem(fixture, "queues.reports", "seal_to", "\"Workers\"",
+                   "$.queues.reports.seal_to: unknown sealing key \"Workers\": add it to "
+                   "$.envelope.sealing_keys");
+    clear_messages(fixture);
+    expect_problem(fixture, "queues.reports", "seal_to", "7",
+                   "$.queues.reports.seal_to: must be a string, not an integer");
+    clear_messages(fixture);
+    expect_problem(fixture, "tiers.bulk", "seal_to", "\"\"",
+                   "$.tiers.bulk.seal_to: must not be empty");
+}
+
+static void test_secret_class_needs_seal_to(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "schemas/secret.json",
+               "{\"type\": \"array\", \"items\": {\"type\": \"string\", \"secret\": true}}");
+    json_t *root = base_document();
+    set_member(root, "classes.BuildReport", "schema", "\"schemas/secret.json\"");
+    set_member(root, "classes.SendWelcomeEmail", "schema", "\"schemas/secret.json\"");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.queues.reports.classes: class \"BuildReport\" has secret fields, "
+                             "but neither the queue nor its tier names a key to seal them to "
+                             "(\"seal_to\")");
+    assert_reported(fixture, "$.queues.mailers.classes: class \"SendWelcomeEmail\" has secret "
+                             "fields, but neither the queue nor its tier names a key to seal them "
+                             "to (\"seal_to\")");
+    assert_int_equal(fixture->message_count, 2);
+    clear_messages(fixture);
+
+    /* A seal_to on the queue or on its tier is enough. */
+    root = base_document();
+    set_member(root, "classes.BuildReport", "schema", "\"schemas/secret.json\"");
+    set_member(root, "classes.SendWelcomeEmail", "schema", "\"schemas/secret.json\"");
+    set_member(root, "queues.reports", "seal_to", "\"others\"");
+    set_member(root, "tiers.standard", "seal_to", "\"workers\"");
+    write_document(fixture, root);
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    assert_int_equal(config_find_queue(config, "reports", 7)->seal_to,
+                     sealing_key_index(config, "others"));
+    assert_int_equal(config_find_queue(config, "mailers", 7)->seal_to,
+                     sealing_key_index(config, "workers"));
+    config_free(config);
+}
+
+/* A seal_to that names no key is reported as unknown, not also as missing. */
+static void test_secret_class_with_unknown_seal_to(void **state)
+{
+    struct fixture *fixture = *state;
+    write_text(fixture, "schemas/secret.json",
+               "{\"type\": \"array\", \"items\": {\"type\": \"string\", \"secret\": true}}");
+    json_t *root = base_document();
+    set_member(root, "classes.BuildReport", "schema", "\"schemas/secret.json\"");
+    set_member(root, "queues.reports", "seal_to", "\"nobody\"");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.queues.reports.seal_to: unknown sealing key \"nobody\": add it "
+                             "to $.envelope.sealing_keys");
+}
+
+static void test_low_order_sealing_key(void **state)
+{
+    struct fixture *fixture = *state;
+    unsigned char low_order[KEYFILE_KEY_BYTES] = {0};
+    write_key(fixture, "keys/zero.seal.pub", low_order);
+    low_order[0] = 1;
+    write_key(fixture, "keys/one.seal.pub", low_order);
+
+    json_t *root = base_document();
+    set_member(root, "envelope.sealing_keys.workers", "file", "\"keys/zero.seal.pub\"");
+    set_member(root, "envelope.sealing_keys.others", "file", "\"keys/one.seal.pub\"");
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_reported(fixture,
+                    "$.envelope.sealing_keys.workers.file: is not a usable X25519 public key");
+    assert_reported(fixture,
+                    "$.envelope.sealing_keys.others.file: is not a usable X25519 public key");
+    assert_int_equal(fixture->message_count, 2);
+}
+
+static void test_queue_seal_to_overrides_its_tier(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "tiers.critical", "seal_to", "\"workers\"");
+    set_member(root, "tiers.bulk", "seal_to", "\"workers\"");
+    set_member(root, "queues.invoices", "seal_to", "\"others\"");
+    set_member(root, "queues.mailers", "seal_to", "\"others\"");
+    write_document(fixture, root);
+
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    long workers = sealing_key_index(config, "workers");
+    long others = sealing_key_index(config, "others");
+    assert_int_equal(config->tiers[tier_index(config, "critical")].seal_to, workers);
+    /* The queue's own wins over its tier's, */
+    assert_int_equal(config_find_queue(config, "invoices", 8)->seal_to, others);
+    /* a queue whose tier has none keeps its own, */
+    assert_int_equal(config_find_queue(config, "mailers", 7)->seal_to, others);
+    /* and one without its own takes its tier's. */
+    assert_int_equal(config_find_queue(config, "reports", 7)->seal_to, workers);
+    config_free(config);
+}
+
 static void test_grants_are_the_closure_of_includes(void **state)
 {
     struct fixture *fixture = *state;
@@ -1206,6 +1603,8 @@ static void test_example_config_loads(void **state)
     for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++)
         copy_source_file(fixture, sources[i]);
     write_secret(fixture, "run/keys/dev-hs256.key");
+    write_key(fixture, "run/keys/dev-sign.sign.key", fixture->signing_seed);
+    write_key(fixture, "run/keys/dev-workers.seal.pub", fixture->workers_public);
     write_text(fixture, "run/tls/cert.pem", "certificate\n");
     write_text(fixture, "run/tls/key.pem", "key\n");
     snprintf(fixture->config_path, sizeof fixture->config_path, "%s/config/example.json",
@@ -1220,17 +1619,14 @@ static void test_example_config_loads(void **state)
     const struct config_class *invoice = config_find_class(config, "SendInvoice", 11);
     assert_non_null(invoice);
     assert_true(schema_has_secrets(invoice->schema));
+    assert_string_equal(config->envelope.signer.kid, "dev-sign");
+    assert_int_equal(config->envelope.sealing_key_count, 1);
+    assert_string_equal(config->envelope.sealing_keys[0].kid, "dev-workers");
+    assert_int_equal(config_find_queue(config, "invoices", 8)->seal_to, 0);
     config_free(config);
 }
 
 #ifndef SANITIZED
-static void clear_messages(struct fixture *fixture)
-{
-    for (size_t i = 0; i < fixture->message_count; i++)
-        free(fixture->messages[i]);
-    fixture->message_count = 0;
-}
-
 static void assert_same_string(const char *expected, const char *actual)
 {
     if (expected == NULL)
@@ -1262,6 +1658,19 @@ static void assert_same_config(const struct config *expected, const struct confi
     assert_same_string(expected->auth.tenant_claim, actual->auth.tenant_claim);
     assert_non_null(actual->auth.keyring);
 
+    const struct config_envelope *envelope = &expected->envelope;
+    assert_string_equal(envelope->signer.kid, actual->envelope.signer.kid);
+    assert_memory_equal(envelope->signer.secret_key, actual->envelope.signer.secret_key,
+                        sizeof envelope->signer.secret_key);
+    assert_int_equal(envelope->expires_after_seconds, actual->envelope.expires_after_seconds);
+    assert_int_equal(envelope->seal_epoch_ms, actual->envelope.seal_epoch_ms);
+    assert_int_equal(envelope->sealing_key_count, actual->envelope.sealing_key_count);
+    for (size_t i = 0; i < envelope->sealing_key_count; i++) {
+        assert_same_string(envelope->sealing_keys[i].kid, actual->envelope.sealing_keys[i].kid);
+        assert_memory_equal(envelope->sealing_keys[i].public_key,
+                            actual->envelope.sealing_keys[i].public_key, KEYFILE_KEY_BYTES);
+    }
+
     assert_int_equal(expected->auth.key_count, actual->auth.key_count);
     for (size_t i = 0; i < expected->auth.key_count; i++) {
         assert_same_string(expected->auth.keys[i].kid, actual->auth.keys[i].kid);
@@ -1272,6 +1681,7 @@ static void assert_same_config(const struct config *expected, const struct confi
     for (size_t i = 0; i < expected->tier_count; i++) {
         assert_same_string(expected->tiers[i].name, actual->tiers[i].name);
         assert_int_equal(expected->tiers[i].grants, actual->tiers[i].grants);
+        assert_int_equal(expected->tiers[i].seal_to, actual->tiers[i].seal_to);
     }
     assert_int_equal(expected->queue_count, actual->queue_count);
     for (size_t i = 0; i < expected->queue_count; i++) {
@@ -1284,38 +1694,26 @@ static void assert_same_config(const struct config *expected, const struct confi
         assert_same_strings(want->tenants, got->tenants, want->tenant_count);
         assert_int_equal(want->any_tenant, got->any_tenant);
         assert_int_equal(want->max_body_bytes, got->max_body_bytes);
+        assert_int_equal(want->seal_to, got->seal_to);
     }
 }
 
 #endif
 
+#ifndef SANITIZED
 /*
- * Fails each allocation config_load makes, one per run, until a run makes none fail. A
- * run with a failure must either report it and return NULL, or return a config with
- * nothing missing (libraries below it, such as OpenSSL under the keyring, may recover
- * from a failed allocation of their own); and it must free whatever it allocated.
+ * Fails each allocation config_load makes of the config already written, one per run,
+ * until a run makes none fail. A run with a failure must either report it and return
+ * NULL, or return a config with nothing missing (libraries below it, such as OpenSSL
+ * under the keyring, may recover from a failed allocation of their own); and it must
+ * free whatever it allocated.
  *
  * jansson's allocations are left out: jansson 2.14's parser does not survive a failed
  * allocation (an assert in its string lexer, a double free when an object member cannot
  * be stored), which is its limitation, not one config can work around.
  */
-static void test_every_allocation_failure_is_reported(void **state)
+static void fail_every_allocation(struct fixture *fixture)
 {
-#ifdef SANITIZED
-    (void)state;
-    skip();
-#else
-    struct fixture *fixture = *state;
-    write_text(fixture, "secrets/redis.txt", "password\n");
-    write_text(fixture, "tls/cert.pem", "certificate\n");
-    write_text(fixture, "tls/key.pem", "key\n");
-    json_t *root = base_document();
-    set_member(root, "redis", "username", "\"jobgate\"");
-    set_member(root, "redis", "password_file", "\"secrets/redis.txt\"");
-    set_member(root, "listen", "tls",
-               "{\"address\": \"127.0.0.1:8443\", \"certificate_file\": \"tls/cert.pem\","
-               " \"key_file\": \"tls/key.pem\"}");
-    write_document(fixture, root);
     struct config *reference = load(fixture);
     print_messages(fixture);
     assert_non_null(reference);
@@ -1362,6 +1760,45 @@ static void test_every_allocation_failure_is_reported(void **state)
     }
     json_set_alloc_funcs(malloc, free);
     config_free(reference);
+}
+#endif
+
+static void test_every_allocation_failure_is_reported(void **state)
+{
+#ifdef SANITIZED
+    (void)state;
+    skip();
+#else
+    struct fixture *fixture = *state;
+    write_text(fixture, "secrets/redis.txt", "password\n");
+    write_text(fixture, "tls/cert.pem", "certificate\n");
+    write_text(fixture, "tls/key.pem", "key\n");
+    json_t *root = base_document();
+    set_member(root, "redis", "username", "\"jobgate\"");
+    set_member(root, "redis", "password_file", "\"secrets/redis.txt\"");
+    set_member(root, "listen", "tls",
+               "{\"address\": \"127.0.0.1:8443\", \"certificate_file\": \"tls/cert.pem\","
+               " \"key_file\": \"tls/key.pem\"}");
+    write_document(fixture, root);
+    fail_every_allocation(fixture);
+#endif
+}
+
+/* The same with every envelope setting used: sealing keys named by tiers and queues. */
+static void test_every_envelope_allocation_failure_is_reported(void **state)
+{
+#ifdef SANITIZED
+    (void)state;
+    skip();
+#else
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "envelope", "expires_after_seconds", "3600");
+    set_member(root, "envelope", "seal_epoch_seconds", "5");
+    set_member(root, "tiers.critical", "seal_to", "\"workers\"");
+    set_member(root, "queues.reports", "seal_to", "\"others\"");
+    write_document(fixture, root);
+    fail_every_allocation(fixture);
 #endif
 }
 
@@ -1420,9 +1857,25 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_config_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_problem_is_reported_in_one_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grants_are_the_closure_of_includes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_envelope_section_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_envelope_settings_are_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_envelope_is_required, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sealing_keys_are_optional, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_kids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_envelope_key_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_envelope_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_seal_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_class_needs_seal_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_class_with_unknown_seal_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_low_order_sealing_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_seal_to_overrides_its_tier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_example_config_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_allocation_failure_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_envelope_allocation_failure_is_reported, setup,
+                                        teardown),
         cmocka_unit_test(test_free_null),
     };
+    if (sodium_init() < 0)
+        return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

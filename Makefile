@@ -41,6 +41,9 @@ $(BUILD)/schema_suite: tests/schema_suite.c $(LIB_OBJECTS) | $(BUILD)
 $(BUILD)/schema_bench: bench/schema_bench.c $(LIB_OBJECTS) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
 
+$(BUILD)/envelope_bench: bench/envelope_bench.c $(LIB_OBJECTS) | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
+
 # Writes the shared envelope test vectors that every worker kit checks.
 $(BUILD)/make_vectors: tests/vectors/make_vectors.c $(LIB_OBJECTS) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJECTS) $(LDFLAGS) $(LDLIBS)
@@ -75,9 +78,11 @@ asan:
 	    scripts/test.sh build/asan
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/auth_bench $(BUILD)/schema_bench
+	@$(MAKE) --no-print-directory all $(BUILD)/auth_bench $(BUILD)/schema_bench \
+	    $(BUILD)/envelope_bench
 	$(BUILD)/auth_bench
 	$(BUILD)/schema_bench
+	$(BUILD)/envelope_bench
 	bench/run.sh
 
 format:

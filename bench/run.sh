@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures the enqueue pipeline against its floors, in one run on this machine:
-#   enqueue  h2load POSTing jobs through the whole pipeline into Redis
+#   enqueue  h2load POSTing jobs through the whole pipeline into Redis: token, policy,
+#            strict parse, schema, one sealed field, Ed25519 signature, Redis write
 #   light    the same with 20 requests in flight (about half the rate), for latency
 #   floor    the same server answering GET /healthz (no auth, no parse, no Redis)
 #   redis    redis-benchmark RPUSH with 16-command pipelines
@@ -67,10 +68,15 @@ http_port=$(free_port)
 redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
     --daemonize yes --logfile "$work/redis.log" --dir "$work"
 openssl rand 32 >"$work/hs256.key"
+"$jobgate" keygen --kind sign --kid bench-sign --dir "$work" >/dev/null
+"$jobgate" keygen --kind seal --kid bench-workers --dir "$work" >/dev/null
 jq --arg key "$work/hs256.key" --arg listen "127.0.0.1:$http_port" --arg schemas "$PWD/schemas" \
-    --argjson redis_port "$redis_port" --argjson threads "$threads" \
+    --arg work "$work" --argjson redis_port "$redis_port" --argjson threads "$threads" \
     '.threads = $threads | .listen = {cleartext: $listen} | .redis.port = $redis_port
      | .redis.max_in_flight = 100000 | .auth.keys = [{kid: "bench", alg: "HS256", file: $key}]
+     | .envelope.signing_key = {kid: "bench-sign", file: "\($work)/bench-sign.sign.key"}
+     | .envelope.sealing_keys = {"bench-workers": {file: "\($work)/bench-workers.seal.pub"}}
+     | .tiers |= map_values(.seal_to = "bench-workers")
      | .classes |= with_entries(.value.schema = "\($schemas)/\(.key).json")' \
     config/example.json >"$work/config.json"
 
@@ -83,7 +89,9 @@ done
 
 token=$("$jobgate" token --config "$work/config.json" --kid bench --tenant acme \
     --scope "tier:standard" --ttl 3600)
-printf '{"class":"SendWelcomeEmail","args":[{"user_id":42,"locale":"en","plan":"pro"}]}' \
+# A password reset: its reset_token is secret, so every job seals one field.
+printf '%s' '{"class":"SendPasswordReset","args":[{"user_id":42,"email":"ada@example.com",' \
+    '"reset_token":"rst_5f2b8c1e9a7d4036b1e8c2f49d0a6e73","expires_at":"2026-12-03T21:00:00Z"}]}' \
     >"$work/job.json"
 
 enqueue=$(run_h2load enqueue "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
@@ -95,6 +103,9 @@ half=$(clients=20 streams=1 run_h2load half "http://127.0.0.1:$http_port/v1/queu
     -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
 floor=$(run_h2load floor "http://127.0.0.1:$http_port/healthz")
 written=$(redis-cli -p "$redis_port" llen resque:queue:mailers)
+# What was written is what a worker accepts: the last job verifies and opens.
+redis-cli -p "$redis_port" --raw lindex resque:queue:mailers -1 |
+    "$jobgate" verify --keys "$work" --queue mailers >/dev/null
 redis_rate=$(redis-benchmark -p "$redis_port" -t rpush -P 16 -n 1000000 -q |
     grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)
 

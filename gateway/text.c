@@ -78,6 +78,38 @@ void text_append_json_string(struct text *text, const char *bytes, size_t len)
     text_append(text, "\"", 1);
 }
 
+void text_append_base64url(struct text *text, const unsigned char *bytes, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t encoded_len = len / 3 * 4 + (len % 3 == 0 ? 0 : len % 3 + 1), out;
+    char *base;
+
+    if (text->overflowed || encoded_len >= text->capacity - text->len) {
+        text->overflowed = 1;
+        return;
+    }
+    base = text->base + text->len;
+    out = 0;
+    for (size_t i = 0; i + 2 < len; i += 3) {
+        uint32_t group = (uint32_t)bytes[i] << 16 | (uint32_t)bytes[i + 1] << 8 | bytes[i + 2];
+        base[out++] = alphabet[group >> 18];
+        base[out++] = alphabet[group >> 12 & 0x3f];
+        base[out++] = alphabet[group >> 6 & 0x3f];
+        base[out++] = alphabet[group & 0x3f];
+    }
+    if (len % 3 != 0) {
+        size_t at = len - len % 3;
+        uint32_t group =
+            (uint32_t)bytes[at] << 16 | (len % 3 == 2 ? (uint32_t)bytes[at + 1] << 8 : 0);
+        base[out++] = alphabet[group >> 18];
+        base[out++] = alphabet[group >> 12 & 0x3f];
+        if (len % 3 == 2)
+            base[out++] = alphabet[group >> 6 & 0x3f];
+    }
+    text->len += out;
+}
+
 const char *text_finish(struct text *text)
 {
     if (text->overflowed)

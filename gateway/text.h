@@ -26,6 +26,13 @@ void text_append_int(struct text *text, int64_t value);
 /* Appends bytes as a quoted JSON string, escaping quotes, backslashes and controls. */
 void text_append_json_string(struct text *text, const char *bytes, size_t len);
 
+/*
+ * Appends bytes in base64url without padding (RFC 4648 section 5). It takes time that
+ * depends on the bytes, so it is for public values (signatures, hashes, ciphertexts);
+ * key material goes through keyfile's constant-time encoder.
+ */
+void text_append_base64url(struct text *text, const unsigned char *bytes, size_t len);
+
 /* Returns the NUL-terminated text, or NULL when it overflowed. */
 const char *text_finish(struct text *text);
 

@@ -228,6 +228,36 @@ static void test_base64url_append_respects_the_buffer(void **state)
     assert_null(text_finish(&text));
 }
 
+/* The encoder for public values writes what the constant-time one writes, byte for byte. */
+static void test_public_base64url_agrees(void **state)
+{
+    unsigned char bytes[100];
+    char fast[160], constant_time[160];
+    struct text a, b;
+
+    (void)state;
+    randombytes_buf(bytes, sizeof(bytes));
+    bytes[0] = 0xff;
+    bytes[1] = 0xfb;
+    for (size_t len = 0; len <= sizeof(bytes); len++) {
+        text_init(&a, fast, sizeof(fast));
+        text_init(&b, constant_time, sizeof(constant_time));
+        text_append_base64url(&a, bytes, len);
+        keyfile_append_base64url(&b, bytes, len);
+        assert_string_equal(text_finish(&a), text_finish(&b));
+    }
+
+    /* "Zm8" and its NUL need four bytes; a later append that does not fit marks it. */
+    text_init(&a, fast, 3);
+    text_append_base64url(&a, (const unsigned char *)"fo", 2);
+    assert_null(text_finish(&a));
+    text_init(&a, fast, 4);
+    text_append_base64url(&a, (const unsigned char *)"fo", 2);
+    assert_string_equal(text_finish(&a), "Zm8");
+    text_append_base64url(&a, (const unsigned char *)"f", 1);
+    assert_null(text_finish(&a));
+}
+
 static void test_kid_validation(void **state)
 {
     char kid[KEYFILE_MAX_KID + 2];
@@ -527,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_base64url_round_trip),
         cmocka_unit_test(test_base64url_is_strict),
         cmocka_unit_test(test_base64url_append_respects_the_buffer),
+        cmocka_unit_test(test_public_base64url_agrees),
         cmocka_unit_test(test_kid_validation),
         cmocka_unit_test_setup_teardown(test_write_then_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_refuses_what_is_not_one_key, setup, teardown),

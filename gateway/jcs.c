@@ -11,6 +11,7 @@
 
 /* Objects of up to this many members are sorted on the stack; larger ones on the heap. */
 #define STACK_MEMBERS 32
+#define INSERTION_SORT_MAX 16
 
 struct member {
     const char *name;
@@ -69,9 +70,15 @@ static int utf8_next(const char *text, size_t len, size_t *at, uint32_t *code_po
 
 static int utf8_valid(const char *text, size_t len)
 {
+    const unsigned char *bytes = (const unsigned char *)text;
     uint32_t code_point;
 
     for (size_t at = 0; at < len;) {
+        /* Most names and values are ASCII, which needs no decoding. */
+        if (bytes[at] < 0x80) {
+            at++;
+            continue;
+        }
         if (utf8_next(text, len, &at, &code_point) != 0)
             return 0;
     }
@@ -94,13 +101,27 @@ static uint32_t utf16_rank(uint32_t code_point)
     return code_point - 0xe000 + 0xd800 + 0x100000;
 }
 
-/* qsort order of members: by name, as UTF-16 code units; a name sorts after its prefixes. */
-static int compare_members(const void *left, const void *right)
+/*
+ * The order of members: by name, as UTF-16 code units; a name sorts after its prefixes.
+ * Where the names first differ in an ASCII byte, that byte decides, as it does in
+ * UTF-16; otherwise they are compared code point by code point.
+ */
+static int compare_members(const struct member *a, const struct member *b)
 {
-    const struct member *a = left, *b = right;
-    size_t at_a = 0, at_b = 0;
+    size_t at_a = 0, at_b = 0, common = a->name_len < b->name_len ? a->name_len : b->name_len;
     uint32_t code_point_a, code_point_b;
 
+    while (at_a < common && a->name[at_a] == b->name[at_a])
+        at_a++;
+    if (at_a == common)
+        return (a->name_len > common) - (b->name_len > common);
+    if ((unsigned char)a->name[at_a] < 0x80 && (unsigned char)b->name[at_a] < 0x80)
+        return (unsigned char)a->name[at_a] < (unsigned char)b->name[at_a] ? -1 : 1;
+
+    /* Back to the start of the code point the names differ in. */
+    while (at_a > 0 && ((unsigned char)a->name[at_a] & 0xc0) == 0x80)
+        at_a--;
+    at_b = at_a;
     while (at_a < a->name_len && at_b < b->name_len) {
         /* Names were found valid before sorting, so this only guards the loop. */
         if (utf8_next(a->name, a->name_len, &at_a, &code_point_a) != 0 ||
@@ -110,6 +131,32 @@ static int compare_members(const void *left, const void *right)
             return utf16_rank(code_point_a) < utf16_rank(code_point_b) ? -1 : 1;
     }
     return (at_a < a->name_len) - (at_b < b->name_len);
+}
+
+static int compare_for_qsort(const void *a, const void *b)
+{
+    return compare_members(a, b);
+}
+
+/*
+ * Sorts members by name. Most objects are small, where an insertion sort beats qsort;
+ * large ones, which a producer may make as large as the limits allow, go to qsort.
+ */
+static void sort_members(struct member *members, size_t count)
+{
+    if (count > INSERTION_SORT_MAX) {
+        qsort(members, count, sizeof(*members), compare_for_qsort);
+        return;
+    }
+    for (size_t i = 1; i < count; i++) {
+        struct member moving = members[i];
+        size_t j = i;
+        while (j > 0 && compare_members(&members[j - 1], &moving) > 0) {
+            members[j] = members[j - 1];
+            j--;
+        }
+        members[j] = moving;
+    }
 }
 
 static enum jcs_status append_string(struct text *out, const char *text, size_t len)
@@ -176,7 +223,7 @@ static enum jcs_status append_object(struct text *out, const json_t *object, uns
         }
         members[gathered++] = (struct member){name, name_len, value};
     }
-    qsort(members, gathered, sizeof(*members), compare_members);
+    sort_members(members, gathered);
 
     text_append(out, "{", 1);
     for (size_t i = 0; i < gathered && status == JCS_OK; i++) {

@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "jcs.h"
-#include "serialize.h"
 #include "text.h"
 
 #define SIGNATURE_BYTES crypto_sign_BYTES
@@ -68,27 +67,55 @@ static void append_seal_context(struct text *out, const char *class_name, size_t
 /* A JSON string of bytes in base64url, or NULL when out of memory. */
 static json_t *base64url_string(const unsigned char *bytes, size_t len)
 {
+    char stack_buffer[256];
     size_t capacity = sodium_base64_encoded_len(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    char *buffer = malloc(capacity);
+    char *buffer = capacity <= sizeof(stack_buffer) ? stack_buffer : malloc(capacity);
     struct text text;
     json_t *string = NULL;
 
     if (buffer == NULL)
         return NULL;
     text_init(&text, buffer, capacity);
-    keyfile_append_base64url(&text, bytes, len);
+    text_append_base64url(&text, bytes, len);
     if (text_finish(&text) != NULL)
         string = json_stringn_nocheck(buffer, text.len);
-    free(buffer);
+    if (buffer != stack_buffer)
+        free(buffer);
     return string;
+}
+
+/* Sets object's member name to value, taking value's reference even when it fails. */
+static int set_member(json_t *object, const char *name, json_t *value)
+{
+    return value == NULL ? -1 : json_object_set_new_nocheck(object, name, value);
+}
+
+/* The sealed value that stands for a secret: {"kid", "epk", "nonce", "ct"}; or NULL. */
+static json_t *sealed_value(const char *kid, const unsigned char epk[SEAL_KEY_BYTES],
+                            const unsigned char nonce[SEAL_NONCE_BYTES],
+                            const unsigned char *sealed, size_t sealed_len)
+{
+    json_t *value = json_object();
+
+    if (value == NULL || set_member(value, "kid", json_string(kid)) != 0 ||
+        set_member(value, "epk", base64url_string(epk, SEAL_KEY_BYTES)) != 0 ||
+        set_member(value, "nonce", base64url_string(nonce, SEAL_NONCE_BYTES)) != 0 ||
+        set_member(value, "ct", base64url_string(sealed, sealed_len)) != 0) {
+        json_decref(value);
+        return NULL;
+    }
+    return value;
 }
 
 struct sealing {
     const struct job *job;
     const struct envelope_request *request;
     json_t *pointers;
-    char *context; /* SEAL_CONTEXT_BYTES */
 };
+
+/* Most secrets are short, and so are their contexts: these fit on the stack. */
+#define SHORT_SECRET_BYTES 256
+#define SHORT_CONTEXT_BYTES 1024
 
 /* Replaces one secret string with its sealed value and records its pointer. */
 static int seal_one(void *data, const struct schema_secret *secret)
@@ -98,16 +125,28 @@ static int seal_one(void *data, const struct schema_secret *secret)
     const char *plain = json_string_value(secret->value);
     size_t plain_len = json_string_length(secret->value);
     unsigned char epk[SEAL_KEY_BYTES], nonce[SEAL_NONCE_BYTES];
-    unsigned char *sealed = malloc(plain_len + SEAL_TAG_BYTES);
+    unsigned char short_sealed[SHORT_SECRET_BYTES + SEAL_TAG_BYTES];
+    char short_context[SHORT_CONTEXT_BYTES];
+    unsigned char *sealed = short_sealed;
+    char *context_buffer = short_context;
+    size_t context_capacity = sizeof(short_context);
     struct text context;
     json_t *value = NULL;
     int result = ENVELOPE_NO_MEMORY;
 
-    if (sealed == NULL)
+    if (plain_len > SHORT_SECRET_BYTES && (sealed = malloc(plain_len + SEAL_TAG_BYTES)) == NULL)
         return ENVELOPE_NO_MEMORY;
-    text_init(&context, sealing->context, SEAL_CONTEXT_BYTES);
+    text_init(&context, context_buffer, context_capacity);
     append_seal_context(&context, sealing->job->class_name, sealing->job->class_len,
                         secret->pointer, sealing->request->id, sealing->request->queue);
+    if (context.overflowed) {
+        context_buffer = malloc(SEAL_CONTEXT_BYTES);
+        if (context_buffer == NULL)
+            goto out;
+        text_init(&context, context_buffer, SEAL_CONTEXT_BYTES);
+        append_seal_context(&context, sealing->job->class_name, sealing->job->class_len,
+                            secret->pointer, sealing->request->id, sealing->request->queue);
+    }
     if (text_finish(&context) == NULL ||
         sealer_seal(recipient->sealer, recipient->slot, recipient->public_key, recipient->now_ms,
                     (const unsigned char *)context.base, context.len, (const unsigned char *)plain,
@@ -115,11 +154,8 @@ static int seal_one(void *data, const struct schema_secret *secret)
         result = ENVELOPE_NOT_SEALED;
         goto out;
     }
-    value = json_pack("{s:s, s:o*, s:o*, s:o*}", "kid", recipient->kid, "epk",
-                      base64url_string(epk, sizeof(epk)), "nonce",
-                      base64url_string(nonce, sizeof(nonce)), "ct",
-                      base64url_string(sealed, plain_len + SEAL_TAG_BYTES));
-    if (value == NULL || json_object_size(value) != 4 ||
+    value = sealed_value(recipient->kid, epk, nonce, sealed, plain_len + SEAL_TAG_BYTES);
+    if (value == NULL ||
         json_array_append_new(sealing->pointers, json_string(secret->pointer)) != 0)
         goto out;
     /* The replacement is the parent's now, or already released if that failed. */
@@ -128,7 +164,10 @@ static int seal_one(void *data, const struct schema_secret *secret)
 out:
     json_decref(value);
     sodium_memzero(sealed, plain_len + SEAL_TAG_BYTES);
-    free(sealed);
+    if (sealed != short_sealed)
+        free(sealed);
+    if (context_buffer != short_context)
+        free(context_buffer);
     return result;
 }
 
@@ -136,18 +175,14 @@ out:
 static enum envelope_status seal_secrets(struct job *job, const struct envelope_request *request,
                                          json_t *pointers)
 {
-    struct sealing sealing = {job, request, pointers, NULL};
+    struct sealing sealing = {job, request, pointers};
     int result;
 
     if (request->schema == NULL || !schema_has_secrets(request->schema))
         return ENVELOPE_OK;
     if (request->recipient == NULL)
         return ENVELOPE_NOT_SEALED;
-    sealing.context = malloc(SEAL_CONTEXT_BYTES);
-    if (sealing.context == NULL)
-        return ENVELOPE_NO_MEMORY;
     result = schema_each_secret(request->schema, job->args, seal_one, &sealing);
-    free(sealing.context);
     if (result == SCHEMA_SECRETS_NO_MEMORY)
         return ENVELOPE_NO_MEMORY;
     if (result == -1)
@@ -157,7 +192,8 @@ static enum envelope_status seal_secrets(struct job *job, const struct envelope_
 
 /*
  * Writes what builder writes into a buffer of first_capacity bytes, growing it until
- * it fits or passes ENVELOPE_MAX_BYTES. Returns the malloc'd text or NULL.
+ * it fits or passes ENVELOPE_MAX_BYTES. builder returns an envelope_status. Returns
+ * the malloc'd text or NULL with *status set.
  */
 static char *write_growing(size_t first_capacity, int (*builder)(struct text *, void *), void *data,
                            size_t *len, enum envelope_status *status)
@@ -171,9 +207,9 @@ static char *write_growing(size_t first_capacity, int (*builder)(struct text *, 
             return NULL;
         }
         text_init(&text, buffer, capacity);
-        if (builder(&text, data) != 0) {
+        *status = builder(&text, data);
+        if (*status != ENVELOPE_OK) {
             free(buffer);
-            *status = ENVELOPE_NO_MEMORY;
             return NULL;
         }
         if (text_finish(&text) != NULL) {
@@ -186,29 +222,279 @@ static char *write_growing(size_t first_capacity, int (*builder)(struct text *, 
     return NULL;
 }
 
-static int write_canonical(struct text *out, void *envelope)
+/* Appends the canonical form of value; an overflow is left for write_growing to see. */
+static int append_canonical(struct text *out, const json_t *value)
 {
-    enum jcs_status status = jcs_append(out, envelope, JCS_EXACT_INTEGERS);
-    return status == JCS_OK || status == JCS_OVERFLOW ? 0 : -1;
+    enum jcs_status status = jcs_append(out, value, JCS_EXACT_INTEGERS);
+
+    if (status == JCS_NO_MEMORY)
+        return ENVELOPE_NO_MEMORY;
+    return status == JCS_OK || status == JCS_OVERFLOW ? ENVELOPE_OK : ENVELOPE_NOT_CANONICAL;
+}
+
+static void append_member(struct text *out, const char *name, const char *value, size_t len)
+{
+    text_append_str(out, name);
+    text_append_json_string(out, value, len);
+}
+
+struct draft_writer {
+    const struct job *job;
+    const struct envelope_request *request;
+    const json_t *pointers;
+    size_t proof_at, sig_at;
+};
+
+/*
+ * Writes the envelope's canonical form without proof and sig. The members are written
+ * in RFC 8785's order by hand; text escapes strings as jcs does.
+ */
+static int write_draft(struct text *out, void *data)
+{
+    struct draft_writer *writer = data;
+    const struct envelope_request *request = writer->request;
+    int status;
+
+    text_append_str(out, "{\"args\":");
+    if ((status = append_canonical(out, writer->job->args)) != ENVELOPE_OK)
+        return status;
+    append_member(out, ",\"class\":", writer->job->class_name, writer->job->class_len);
+    text_append_str(out, ",\"exp\":");
+    text_append_int(out, request->expires_at);
+    text_append_str(out, ",\"iat\":");
+    text_append_int(out, request->issued_at);
+    append_member(out, ",\"id\":", request->id, strlen(request->id));
+    text_append_str(out, ",\"jobgate\":1");
+    append_member(out, ",\"kid\":", request->signer->kid, strlen(request->signer->kid));
+    writer->proof_at = out->len;
+    append_member(out, ",\"queue\":", request->queue, strlen(request->queue));
+    text_append_str(out, ",\"sealed\":");
+    if ((status = append_canonical(out, writer->pointers)) != ENVELOPE_OK)
+        return status;
+    writer->sig_at = out->len;
+    append_member(out, ",\"sub\":", request->subject, strlen(request->subject));
+    append_member(out, ",\"tenant\":", request->tenant, strlen(request->tenant));
+    text_append_str(out, "}");
+    return ENVELOPE_OK;
+}
+
+enum envelope_status envelope_draft(struct envelope_draft *draft, struct job *job,
+                                    const struct envelope_request *request)
+{
+    json_t *pointers = json_array();
+    struct draft_writer writer = {job, request, pointers, 0, 0};
+    enum envelope_status status;
+    size_t sealed_count;
+
+    if (pointers == NULL)
+        return ENVELOPE_NO_MEMORY;
+    status = seal_secrets(job, request, pointers);
+    sealed_count = json_array_size(pointers);
+    if (status == ENVELOPE_OK) {
+        /* Reals may print longer than written ("1e20"); sealed values grow by a third. */
+        size_t capacity = 2 * job->source_len + sealed_count * SEALED_OVERHEAD + 1024;
+        draft->text = write_growing(capacity, write_draft, &writer, &draft->len, &status);
+    }
+    json_decref(pointers);
+    if (status != ENVELOPE_OK)
+        return status;
+    draft->proof_at = writer.proof_at;
+    draft->sig_at = writer.sig_at;
+    return ENVELOPE_OK;
+}
+
+void envelope_draft_release(struct envelope_draft *draft)
+{
+    free(draft->text);
+    draft->text = NULL;
+}
+
+/* Signs a tree's root: the signature, in base64url, goes to signature. */
+static void sign_root(const unsigned char root[MERKLE_HASH_BYTES],
+                      const struct envelope_signer *signer,
+                      char signature[ENVELOPE_SIGNATURE_TEXT + 1])
+{
+    unsigned char message[sizeof(ENVELOPE_TREE_LABEL) - 1 + MERKLE_HASH_BYTES];
+    unsigned char bytes[SIGNATURE_BYTES];
+    struct text text;
+
+    memcpy(message, ENVELOPE_TREE_LABEL, sizeof(ENVELOPE_TREE_LABEL) - 1);
+    memcpy(message + sizeof(ENVELOPE_TREE_LABEL) - 1, root, MERKLE_HASH_BYTES);
+    crypto_sign_detached(bytes, NULL, message, sizeof(message), signer->secret_key);
+    text_init(&text, signature, ENVELOPE_SIGNATURE_TEXT + 1);
+    text_append_base64url(&text, bytes, sizeof(bytes));
+    text_finish(&text);
+}
+
+struct envelope_batch {
+    struct merkle_hasher *hasher;
+    struct merkle_tree tree;
+    unsigned char leaves[MERKLE_MAX_LEAVES][MERKLE_HASH_BYTES];
+    char signature[ENVELOPE_SIGNATURE_TEXT + 1]; /* base64url */
+};
+
+struct envelope_batch *envelope_batch_new(void)
+{
+    struct envelope_batch *batch = malloc(sizeof(*batch));
+
+    if (batch == NULL)
+        return NULL;
+    batch->hasher = merkle_hasher_new();
+    if (batch->hasher == NULL) {
+        free(batch);
+        return NULL;
+    }
+    return batch;
+}
+
+void envelope_batch_free(struct envelope_batch *batch)
+{
+    if (batch == NULL)
+        return;
+    merkle_hasher_free(batch->hasher);
+    free(batch);
+}
+
+int envelope_batch_sign(struct envelope_batch *batch, const struct envelope_draft *const *drafts,
+                        size_t count, const struct envelope_signer *signer)
+{
+    const unsigned char *leaves[MERKLE_MAX_LEAVES];
+
+    if (count == 0 || count > MERKLE_MAX_LEAVES)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (merkle_hash_leaf(batch->hasher, drafts[i]->text, drafts[i]->len, batch->leaves[i]) != 0)
+            return -1;
+        leaves[i] = batch->leaves[i];
+    }
+    if (merkle_build(batch->hasher, &batch->tree, leaves, count) != 0)
+        return -1;
+    sign_root(batch->tree.root, signer, batch->signature);
+    return 0;
+}
+
+/* A proof member as written: {"index","path","size"} with every hash 43 characters. */
+#define PROOF_TEXT_BYTES (64 + MERKLE_MAX_PATH * 46)
+
+static void append_proof(struct text *out, const struct merkle_tree *tree, size_t index)
+{
+    text_append_str(out, ",\"proof\":{\"index\":");
+    text_append_uint(out, index);
+    text_append_str(out, ",\"path\":[");
+    for (size_t i = 0; i < tree->path_lengths[index]; i++) {
+        text_append_str(out, i == 0 ? "\"" : ",\"");
+        text_append_base64url(out, tree->paths[index][i], MERKLE_HASH_BYTES);
+        text_append_str(out, "\"");
+    }
+    text_append_str(out, "],\"size\":");
+    text_append_uint(out, tree->size);
+    text_append_str(out, "}");
+}
+
+char *envelope_batch_payload(const struct envelope_batch *batch, size_t index,
+                             const struct envelope_draft *draft, const char *class_name,
+                             size_t class_len, size_t *len)
+{
+    size_t capacity = 6 * class_len + draft->len + PROOF_TEXT_BYTES + ENVELOPE_SIGNATURE_TEXT + 64;
+    char *buffer = malloc(capacity);
+    struct text out;
+
+    if (buffer == NULL)
+        return NULL;
+    /* Resque's own key order, class then args; the envelope is canonical. */
+    text_init(&out, buffer, capacity);
+    append_member(&out, "{\"class\":", class_name, class_len);
+    text_append_str(&out, ",\"args\":[");
+    text_append(&out, draft->text, draft->proof_at);
+    append_proof(&out, &batch->tree, index);
+    text_append(&out, draft->text + draft->proof_at, draft->sig_at - draft->proof_at);
+    text_append_str(&out, ",\"sig\":\"");
+    text_append_str(&out, batch->signature);
+    text_append_str(&out, "\"");
+    text_append(&out, draft->text + draft->sig_at, draft->len - draft->sig_at);
+    text_append_str(&out, "]}");
+    if (text_finish(&out) == NULL) {
+        free(buffer);
+        return NULL;
+    }
+    *len = out.len;
+    return buffer;
+}
+
+char *envelope_build(struct job *job, const struct envelope_request *request, size_t *len,
+                     enum envelope_status *status)
+{
+    struct envelope_draft draft;
+    const struct envelope_draft *drafts[1] = {&draft};
+    struct envelope_batch *batch;
+    char *payload = NULL;
+
+    *status = envelope_draft(&draft, job, request);
+    if (*status != ENVELOPE_OK)
+        return NULL;
+    *status = ENVELOPE_NO_MEMORY;
+    batch = envelope_batch_new();
+    if (batch != NULL && envelope_batch_sign(batch, drafts, 1, request->signer) == 0)
+        payload = envelope_batch_payload(batch, 0, &draft, job->class_name, job->class_len, len);
+    if (payload != NULL)
+        *status = ENVELOPE_OK;
+    envelope_batch_free(batch);
+    envelope_draft_release(&draft);
+    return payload;
+}
+
+/* The canonical form of envelope without proof and sig. */
+static int write_signed_part(struct text *out, void *envelope)
+{
+    json_t *signed_part = json_copy(envelope);
+    int status = ENVELOPE_NO_MEMORY;
+
+    if (signed_part != NULL) {
+        json_object_del(signed_part, "proof");
+        json_object_del(signed_part, "sig");
+        status = append_canonical(out, signed_part);
+    }
+    json_decref(signed_part);
+    return status;
+}
+
+/*
+ * The leaf hash of envelope. Returns ENVELOPE_OK, ENVELOPE_NOT_CANONICAL, or
+ * ENVELOPE_NO_MEMORY.
+ */
+static enum envelope_status leaf_of(const json_t *envelope, struct merkle_hasher *hasher,
+                                    unsigned char leaf[MERKLE_HASH_BYTES])
+{
+    enum envelope_status status;
+    size_t len;
+    char *text = write_growing(4096, write_signed_part, (void *)envelope, &len, &status);
+
+    if (text == NULL)
+        return status;
+    status = merkle_hash_leaf(hasher, text, len, leaf) == 0 ? ENVELOPE_OK : ENVELOPE_NO_MEMORY;
+    free(text);
+    return status;
 }
 
 int envelope_sign(json_t *envelope, const struct envelope_signer *signer)
 {
-    unsigned char signature[SIGNATURE_BYTES];
-    enum envelope_status status;
-    size_t len;
-    char *canonical;
+    unsigned char leaf[MERKLE_HASH_BYTES];
+    char signature[ENVELOPE_SIGNATURE_TEXT + 1];
+    struct merkle_hasher *hasher = merkle_hasher_new();
+    enum envelope_status status = ENVELOPE_NO_MEMORY;
 
-    if (json_object_set_new(envelope, "kid", json_string(signer->kid)) != 0)
+    if (hasher != NULL && json_object_set_new(envelope, "kid", json_string(signer->kid)) == 0)
+        status = leaf_of(envelope, hasher, leaf);
+    merkle_hasher_free(hasher);
+    if (status != ENVELOPE_OK)
         return -1;
-    json_object_del(envelope, "sig");
-    canonical = write_growing(4096, write_canonical, envelope, &len, &status);
-    if (canonical == NULL)
+    /* A tree of one: the root is the leaf. */
+    sign_root(leaf, signer, signature);
+    if (set_member(envelope, "proof",
+                   json_pack("{s:i, s:[], s:i}", "index", 0, "path", "size", 1)) != 0 ||
+        set_member(envelope, "sig", json_string(signature)) != 0)
         return -1;
-    crypto_sign_detached(signature, NULL, (const unsigned char *)canonical, len,
-                         signer->secret_key);
-    free(canonical);
-    return json_object_set_new(envelope, "sig", base64url_string(signature, sizeof(signature)));
+    return 0;
 }
 
 struct payload {
@@ -220,14 +506,14 @@ struct payload {
 static int write_payload(struct text *out, void *data)
 {
     const struct payload *payload = data;
+    int status;
 
-    /* Resque's own key order: class, then args. */
-    text_append_str(out, "{\"class\":");
-    text_append_json_string(out, payload->class_name, payload->class_len);
+    append_member(out, "{\"class\":", payload->class_name, payload->class_len);
     text_append_str(out, ",\"args\":[");
-    serialize_json(out, payload->envelope, SERIALIZE_PAYLOAD);
+    if ((status = append_canonical(out, payload->envelope)) != ENVELOPE_OK)
+        return status;
     text_append_str(out, "]}");
-    return 0;
+    return ENVELOPE_OK;
 }
 
 char *envelope_payload(const char *class_name, size_t class_len, const json_t *envelope,
@@ -235,41 +521,7 @@ char *envelope_payload(const char *class_name, size_t class_len, const json_t *e
 {
     struct payload payload = {class_name, class_len, envelope};
 
-    *status = ENVELOPE_OK;
     return write_growing(size_hint, write_payload, &payload, len, status);
-}
-
-char *envelope_build(struct job *job, const struct envelope_request *request, size_t *len,
-                     enum envelope_status *status)
-{
-    json_t *pointers = json_array();
-    json_t *envelope = NULL;
-    char *text = NULL;
-    size_t sealed_count;
-
-    *status = ENVELOPE_NO_MEMORY;
-    if (pointers == NULL)
-        return NULL;
-    *status = seal_secrets(job, request, pointers);
-    if (*status != ENVELOPE_OK) {
-        json_decref(pointers);
-        return NULL;
-    }
-    sealed_count = json_array_size(pointers);
-    /* Insertion order is the order a person reading resque-web wants. */
-    envelope = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s%, s:I, s:I, s:O, s:o}", "jobgate",
-                         ENVELOPE_VERSION, "id", request->id, "tenant", request->tenant, "sub",
-                         request->subject, "queue", request->queue, "class", job->class_name,
-                         job->class_len, "iat", (json_int_t)request->issued_at, "exp",
-                         (json_int_t)request->expires_at, "args", job->args, "sealed", pointers);
-    *status = ENVELOPE_NO_MEMORY;
-    if (envelope != NULL && envelope_sign(envelope, request->signer) == 0) {
-        /* Reals may print longer than written ("1e20"); sealed values grow by a third. */
-        size_t capacity = 2 * job->source_len + sealed_count * SEALED_OVERHEAD + 1024;
-        text = envelope_payload(job->class_name, job->class_len, envelope, capacity, len, status);
-    }
-    json_decref(envelope);
-    return text;
 }
 
 /* Checking a job, in ENVELOPE.md's order. */
@@ -373,17 +625,52 @@ static const char *string_of(const json_t *object, const char *name)
     return json_string_value(json_object_get(object, name));
 }
 
+/* The most leaves and path hashes a proof may name (workers/ENVELOPE.md). */
+#define PROOF_MAX_SIZE 65536
+#define PROOF_MAX_PATH 16
+
+/*
+ * Decodes a well-formed proof's path into path; returns its length, or -1 when the
+ * proof is not {"index", "path", "size"} as ENVELOPE.md describes.
+ */
+static int decode_proof(const json_t *proof, unsigned char (*path)[MERKLE_HASH_BYTES],
+                        uint64_t *index, uint64_t *size)
+{
+    static const char *const names[] = {"index", "path", "size"};
+    static const json_type types[] = {JSON_INTEGER, JSON_ARRAY, JSON_INTEGER};
+    const json_t *hashes = json_object_get(proof, "path");
+    json_int_t leaf, leaves;
+
+    if (!has_exactly(proof, names, types, 3) || json_array_size(hashes) > PROOF_MAX_PATH)
+        return -1;
+    leaf = json_integer_value(json_object_get(proof, "index"));
+    leaves = json_integer_value(json_object_get(proof, "size"));
+    if (leaves < 1 || leaves > PROOF_MAX_SIZE || leaf < 0 || leaf >= leaves)
+        return -1;
+    for (size_t i = 0; i < json_array_size(hashes); i++) {
+        const json_t *hash = json_array_get(hashes, i);
+        if (!json_is_string(hash) ||
+            keyfile_decode(json_string_value(hash), json_string_length(hash), path[i],
+                           MERKLE_HASH_BYTES) != 0)
+            return -1;
+    }
+    *index = (uint64_t)leaf;
+    *size = (uint64_t)leaves;
+    return (int)json_array_size(hashes);
+}
+
 /* The envelope's members, and whether each is well formed. */
 static enum envelope_refusal check_shape(const json_t *envelope, const char **detail)
 {
-    static const char *const names[] = {"jobgate", "id",  "tenant", "sub",    "queue", "class",
-                                        "iat",     "exp", "args",   "sealed", "kid",   "sig"};
-    static const json_type types[] = {JSON_INTEGER, JSON_STRING, JSON_STRING,  JSON_STRING,
-                                      JSON_STRING,  JSON_STRING, JSON_INTEGER, JSON_INTEGER,
-                                      JSON_ARRAY,   JSON_ARRAY,  JSON_STRING,  JSON_STRING};
-    unsigned char signature[SIGNATURE_BYTES];
+    static const char *const names[] = {"jobgate", "id",   "tenant", "sub", "queue", "class", "iat",
+                                        "exp",     "args", "sealed", "kid", "proof", "sig"};
+    static const json_type types[] = {
+        JSON_INTEGER, JSON_STRING, JSON_STRING, JSON_STRING, JSON_STRING, JSON_STRING, JSON_INTEGER,
+        JSON_INTEGER, JSON_ARRAY,  JSON_ARRAY,  JSON_STRING, JSON_OBJECT, JSON_STRING};
+    unsigned char signature[SIGNATURE_BYTES], path[PROOF_MAX_PATH][MERKLE_HASH_BYTES];
     const char *sig = string_of(envelope, "sig");
     const json_t *sealed = json_object_get(envelope, "sealed");
+    uint64_t index, size;
 
     if (json_integer_value(json_object_get(envelope, "jobgate")) != ENVELOPE_VERSION) {
         *detail = "the envelope's version is not 1";
@@ -397,14 +684,18 @@ static enum envelope_refusal check_shape(const json_t *envelope, const char **de
         *detail = "sig is not 64 bytes of base64url";
         return ENVELOPE_MALFORMED;
     }
+    if (decode_proof(json_object_get(envelope, "proof"), path, &index, &size) < 0) {
+        *detail = "proof is not an index, a size and a path of 32-byte hashes";
+        return ENVELOPE_MALFORMED;
+    }
     for (size_t i = 0; i < json_array_size(sealed); i++) {
         json_t *parent;
         char key[SCHEMA_MAX_SECRET_POINTER];
-        size_t index;
+        size_t position;
         const json_t *pointer = json_array_get(sealed, i);
         if (!json_is_string(pointer) ||
             resolve_pointer(json_object_get(envelope, "args"), json_string_value(pointer), &parent,
-                            key, sizeof(key), &index) == NULL) {
+                            key, sizeof(key), &position) == NULL) {
             *detail = "an entry of sealed is not a pointer to a value in args";
             return ENVELOPE_MALFORMED;
         }
@@ -412,37 +703,51 @@ static enum envelope_refusal check_shape(const json_t *envelope, const char **de
     return ENVELOPE_VALID;
 }
 
+/* The proof leads from the envelope's leaf to a root, and kid's signature covers it. */
 static enum envelope_refusal
 check_signature(const json_t *envelope, const struct envelope_keyring *keys, const char **detail)
 {
     const struct keyfile_key *key =
         find_key(keys->signing, keys->signing_count, string_of(envelope, "kid"));
+    unsigned char path[PROOF_MAX_PATH][MERKLE_HASH_BYTES], leaf[MERKLE_HASH_BYTES];
+    unsigned char message[sizeof(ENVELOPE_TREE_LABEL) - 1 + MERKLE_HASH_BYTES];
     unsigned char signature[SIGNATURE_BYTES];
     const char *sig = string_of(envelope, "sig");
+    uint64_t index = 0, size = 0;
+    struct merkle_hasher *hasher;
     enum envelope_status status;
-    json_t *signed_part;
-    char *canonical = NULL;
-    size_t len;
-    int verified;
+    int path_len, found;
 
     if (key == NULL) {
         *detail = "no public key with the envelope's kid is configured";
         return ENVELOPE_UNKNOWN_KEY;
     }
     keyfile_decode(sig, strlen(sig), signature, sizeof(signature));
-    signed_part = json_copy((json_t *)envelope);
-    if (signed_part != NULL && json_object_del(signed_part, "sig") == 0)
-        canonical = write_growing(4096, write_canonical, signed_part, &len, &status);
-    json_decref(signed_part);
-    if (canonical == NULL) {
+    path_len = decode_proof(json_object_get(envelope, "proof"), path, &index, &size);
+    memcpy(message, ENVELOPE_TREE_LABEL, sizeof(ENVELOPE_TREE_LABEL) - 1);
+
+    hasher = merkle_hasher_new();
+    status = hasher != NULL ? leaf_of(envelope, hasher, leaf) : ENVELOPE_NO_MEMORY;
+    found = status != ENVELOPE_OK
+                ? -1
+                : merkle_root_from_path(
+                      hasher, leaf, index, size, (const unsigned char(*)[MERKLE_HASH_BYTES])path,
+                      (size_t)path_len, message + sizeof(ENVELOPE_TREE_LABEL) - 1);
+    merkle_hasher_free(hasher);
+    if (status == ENVELOPE_NOT_CANONICAL) {
         /* jobgate signs only what has a canonical form, so this cannot be its job. */
         *detail = "the envelope has no canonical form";
         return ENVELOPE_BAD_SIGNATURE;
     }
-    verified = crypto_sign_verify_detached(signature, (const unsigned char *)canonical, len,
-                                           key->key) == 0;
-    free(canonical);
-    if (!verified) {
+    if (found < 0) {
+        *detail = "out of memory";
+        return ENVELOPE_BAD_SIGNATURE;
+    }
+    if (found == MERKLE_NO_ROOT) {
+        *detail = "the proof's path does not fit its index and size";
+        return ENVELOPE_BAD_SIGNATURE;
+    }
+    if (crypto_sign_verify_detached(signature, message, sizeof(message), key->key) != 0) {
         *detail = "the signature does not verify";
         return ENVELOPE_BAD_SIGNATURE;
     }

@@ -2,12 +2,14 @@
 /*
  * The JavaScript worker kit (workers/node-resque) against workers/ENVELOPE.md: its
  * canonical JSON against the RFC 8785 reference data, envelopes built here as jobgate
- * builds them (signed, with sealed values) and then tampered with, the shared vectors
- * that jobgate's own code made (tests/vectors/envelope-v1.json), and a real node-resque
- * Worker that runs a verified job and fails an unsigned one.
+ * builds them (signed alone or in batches under one tree, with sealed values) and then
+ * tampered with, the shared vectors that jobgate's own code made
+ * (tests/vectors/envelope-v1.json), and a real node-resque Worker that runs a verified
+ * job and fails an unsigned one.
  */
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -69,19 +71,69 @@ function pointerParent(args, pointer) {
   return [tokens.reduce((value, token) => value[token], args), name];
 }
 
-/** Returns envelope with a fresh signature by the test signer (or by signingKey). */
-function sign(envelope, signingKey = keys.signing.privateKey) {
-  const { sig, ...signed } = envelope;
-  return { ...signed, sig: b64url(sodium.crypto_sign_detached(canonicalize(signed), signingKey)) };
+const sha256 = (...parts) => crypto.createHash('sha256').update(Buffer.concat(parts)).digest();
+const leafHash = (data) => sha256(Buffer.from([0]), Buffer.from(data));
+const nodeHash = (left, right) => sha256(Buffer.from([1]), left, right);
+
+/** The size of the left subtree of a tree of n > 1 leaves: the largest power of two below n. */
+function leftSize(n) {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** MTH(leaves), the root of RFC 9162 section 2.1.1. */
+function treeHash(leaves) {
+  if (leaves.length === 1) return leaves[0];
+  const k = leftSize(leaves.length);
+  return nodeHash(treeHash(leaves.slice(0, k)), treeHash(leaves.slice(k)));
+}
+
+/** PATH(m, leaves), the inclusion path of RFC 9162 section 2.1.3.1, nearest hash first. */
+function inclusionPath(leaves, m) {
+  if (leaves.length === 1) return [];
+  const k = leftSize(leaves.length);
+  return m < k
+    ? [...inclusionPath(leaves.slice(0, k), m), treeHash(leaves.slice(k))]
+    : [...inclusionPath(leaves.slice(k), m - k), treeHash(leaves.slice(0, k))];
+}
+
+/** The signature over a tree's root: Ed25519 over "jobgate-tree-v1" || root, in base64url. */
+function signRoot(root, signingKey) {
+  return b64url(sodium.crypto_sign_detached(Buffer.concat([Buffer.from('jobgate-tree-v1'), root]),
+    signingKey));
+}
+
+/** The canonical form an envelope's leaf hashes: everything but proof and sig. */
+function canonicalOf(envelope) {
+  const { proof, sig, ...signed } = envelope;
+  return canonicalize(signed);
 }
 
 /**
- * A signed envelope for the producer's args; the string at each pointer of sealed is
+ * Signs envelopes as one batch, as jobgate signs the jobs of one turn of its event loop:
+ * returns them with their proofs into one tree and the signature over its root, by the
+ * test signer (or by signingKey).
+ */
+function signBatch(envelopes, signingKey = keys.signing.privateKey) {
+  const leaves = envelopes.map((e) => leafHash(canonicalOf(e)));
+  const sig = signRoot(treeHash(leaves), signingKey);
+  return envelopes.map((e, index) => ({ ...e, sig,
+    proof: { index, path: inclusionPath(leaves, index).map(b64url), size: leaves.length } }));
+}
+
+/** Returns envelope signed alone, by the test signer (or by signingKey). */
+function sign(envelope, signingKey) {
+  return signBatch([envelope], signingKey)[0];
+}
+
+/**
+ * An unsigned envelope for the producer's args; the string at each pointer of sealed is
  * sealed first. members replace the defaults.
  */
 const INVOICE = [{ invoice_id: 1042, amount: 19.99, card_token: SECRET }];
 
-function envelope({ args = INVOICE, sealed = ['/0/card_token'], ...members } = {}) {
+function unsignedEnvelope({ args = INVOICE, sealed = ['/0/card_token'], ...members } = {}) {
   const built = { jobgate: 1, id: '019ae5b8-47c0-7c3e-9a4e-5f0e7d1b2a63', tenant: 'acme',
     sub: 'billing-service', queue: 'invoices', class: 'SendInvoice', iat: NOW - 60, exp: NOW + 3600,
     args: structuredClone(args), sealed, kid: SIGNING_KID, ...members };
@@ -89,7 +141,18 @@ function envelope({ args = INVOICE, sealed = ['/0/card_token'], ...members } = {
     const [parent, name] = pointerParent(built.args, pointer);
     parent[name] = seal(parent[name], built, pointer);
   }
-  return sign(built);
+  return built;
+}
+
+/** The same, signed alone. */
+function envelope(members) {
+  return sign(unsignedEnvelope(members));
+}
+
+/** count envelopes of distinct ids, signed as one batch; members as for unsignedEnvelope. */
+function batch(count, members = {}) {
+  return signBatch(Array.from({ length: count }, (_, i) => unsignedEnvelope({
+    id: `019ae5b8-47c0-7c3e-9a4e-${String(i).padStart(12, '0')}`, ...members })));
 }
 
 /** A copy of an envelope changed by edit; re-signed unless resign is false. */
@@ -255,11 +318,143 @@ test('an integer beyond 2^53, which JSON.parse rounds, is bad-signature', async 
   const kit = await verifier();
   const digits = '12345678901234567891';
   const job = envelope({ args: ['BIG'], sealed: [] });
-  const { sig, ...signed } = job;
-  const exact = canonicalize(signed).replace('["BIG"]', `[${digits}]`);
-  const exactSig = b64url(sodium.crypto_sign_detached(exact, keys.signing.privateKey));
-  const payload = JSON.stringify({ ...signed, sig: exactSig }).replace('["BIG"]', `[${digits}]`);
+  const exact = canonicalOf(job).replace('["BIG"]', `[${digits}]`);
+  const exactSig = signRoot(leafHash(exact), keys.signing.privateKey);
+  const payload = JSON.stringify({ ...job, sig: exactSig }).replace('["BIG"]', `[${digits}]`);
   assertRefused(kit, [JSON.parse(payload)], 'bad-signature');
+});
+
+/* ---------- proofs ---------- */
+
+test('every job of a batch opens on its own, in trees of many shapes up to 33 jobs', async () => {
+  const kit = await verifier();
+  for (const size of [2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 33]) {
+    const jobs = batch(size, { sealed: [], args: [{ n: size }] });
+    assert.equal(new Set(jobs.map((job) => job.sig)).size, 1, 'one signature for the batch');
+    for (const job of jobs) {
+      assert.equal(kit.open([job], place).id, job.id, `leaf ${job.proof.index} of ${size}`);
+    }
+  }
+  const [first, second] = batch(2);
+  assert.equal(kit.open([second], place).args[0].card_token, SECRET);
+  assert.equal(kit.open([first], place).args[0].card_token, SECRET);
+});
+
+test('a tree of 65536 jobs, the largest, gives paths of 16 hashes that verify', async () => {
+  const kit = await verifier();
+  const size = 65536;
+  // The other leaves only need to be hashes; the kit never sees their jobs.
+  const leaves = Array.from({ length: size }, (_, i) => sha256(Buffer.from(`job ${i}`)));
+  for (const index of [0, 40000, size - 1]) {
+    const job = unsignedEnvelope({ sealed: [], args: [index] });
+    leaves[index] = leafHash(canonicalOf(job));
+    const path = inclusionPath(leaves, index).map(b64url);
+    const signed = { ...job, proof: { index, path, size },
+      sig: signRoot(treeHash(leaves), keys.signing.privateKey) };
+    assert.equal(path.length, 16);
+    assert.deepEqual(kit.open([signed], place).args, [index]);
+  }
+});
+
+test('a proof that is not exactly an index, a size and a path of hashes is malformed', async () => {
+  const kit = await verifier();
+  const job = batch(5)[4];
+  const hash = job.proof.path[0];
+  const edits = {
+    'proof null': (e) => { e.proof = null; },
+    'proof an array': (e) => { e.proof = [e.proof.index, e.proof.path, e.proof.size]; },
+    'proof a string': (e) => { e.proof = JSON.stringify(e.proof); },
+    'no index': (e) => { delete e.proof.index; },
+    'no size': (e) => { delete e.proof.size; },
+    'no path': (e) => { delete e.proof.path; },
+    'index as a string': (e) => { e.proof.index = '4'; },
+    'index negative': (e) => { e.proof.index = -1; },
+    'size as a real': (e) => { e.proof.size = 5.5; },
+    'size as a string': (e) => { e.proof.size = '5'; },
+    'size null': (e) => { e.proof.size = null; },
+    'path an object': (e) => { e.proof.path = { 0: hash }; },
+    'path a string': (e) => { e.proof.path = hash; },
+    'a hash not a string': (e) => { e.proof.path = [null]; },
+    'a hash as bytes': (e) => { e.proof.path = [[...Buffer.from(hash, 'base64url')]]; },
+    'a hash padded': (e) => { e.proof.path = [`${hash}=`]; },
+    'a hash in standard base64': (e) => {
+      e.proof.path = [Buffer.alloc(32, 0xfb).toString('base64').replace(/=+$/, '')];
+    },
+    'a hash with stray bits': (e) => { e.proof.path = [`${hash.slice(0, -1)}B`]; },
+    'a hash of 33 bytes': (e) => { e.proof.path = [b64url(new Uint8Array(33))]; },
+    'a hash empty': (e) => { e.proof.path = ['']; },
+    '17 hashes in the largest tree': (e) => {
+      e.proof = { index: 0, path: Array(17).fill(hash), size: 65536 };
+    },
+  };
+  for (const [what, edit] of Object.entries(edits)) {
+    assert.throws(() => kit.open([tampered(job, edit, { resign: false })], place),
+      { reason: 'malformed' }, what);
+  }
+  // JSON.parse makes "__proto__" an own member, which is one member too many.
+  const text = JSON.stringify(job).replace('"proof":{', '"proof":{"__proto__":{},');
+  assertRefused(kit, [JSON.parse(text)], 'malformed');
+  // A size JSON.parse turned into Infinity is not an integer.
+  assertRefused(kit, [JSON.parse(JSON.stringify(job).replace('"size":5', '"size":1e400'))],
+    'malformed');
+});
+
+test('a proof that does not lead to the signed root is bad-signature', async () => {
+  const kit = await verifier();
+  const jobs = batch(5);
+  const other = batch(5, { tenant: 'other' });
+  const edits = {
+    'two hashes swapped': (e) => { e.proof.path.unshift(...e.proof.path.splice(1, 1)); },
+    'a hash from another tree': (e) => { e.proof.path[2] = other[0].proof.path[2]; },
+    'the index of the left sibling': (e) => { e.proof.index = 0; },
+    'an index the path walks in another order': (e) => { e.proof.index = 3; },
+    'no path': (e) => { e.proof.path = []; },
+    'the path of the leaf beside it': (e) => { e.proof = jobs[0].proof; },
+    'the signature of another batch': (e) => { e.sig = other[1].sig; },
+  };
+  for (const [what, edit] of Object.entries(edits)) {
+    assert.throws(() => kit.open([tampered(jobs[1], edit, { resign: false })], place),
+      { reason: 'bad-signature' }, what);
+  }
+  const lengths = {
+    'a lone job with a hash': (e) => { e.proof.path = [b64url(new Uint8Array(32))]; },
+    'a last leaf read as one of 6 (sn not 0 at the end)': (e) => { e.proof.size = 6; },
+    'a last leaf read as one of 3 (sn 0 before the path ends)': (e) => {
+      e.proof = { index: 2, path: [...e.proof.path, e.proof.path[0]], size: 3 };
+    },
+  };
+  for (const [what, edit] of Object.entries(lengths)) {
+    const job = what.startsWith('a lone') ? envelope() : jobs[4];
+    const changed = tampered(job, edit, { resign: false });
+    assert.throws(() => kit.open([changed], place),
+      (error) => error.reason === 'bad-signature' && /does not fit/.test(error.message), what);
+  }
+  // Malformed is decided before the key is looked up; a bad path only once it is.
+  const unknownKey = tampered(jobs[1], (e) => { e.kid = 'sign-2019'; e.proof.index = 5; },
+    { resign: false });
+  assertRefused(kit, [unknownKey], 'malformed');
+  const unknownKeyShortPath = tampered(jobs[1], (e) => { e.kid = 'sign-2019'; e.proof.path = []; },
+    { resign: false });
+  assertRefused(kit, [unknownKeyShortPath], 'unknown-key');
+});
+
+test('another index and size that walk the path to the same root verify as well', async () => {
+  // ENVELOPE.md: the numbers are not signed; the last of five leaves reads as leaf 1 of 2.
+  const kit = await verifier();
+  const last = batch(5)[4];
+  const reread = tampered(last, (e) => { e.proof.index = 1; e.proof.size = 2; }, { resign: false });
+  assert.equal(kit.open([reread], place).id, last.id);
+  assert.equal(kit.open([reread], place).proof, undefined, 'the proof is not metadata');
+  // Leaf 1 of 5 walks its three hashes as leaf 1 of 6, 7 or 8 would.
+  const second = batch(5)[1];
+  for (const size of [6, 7, 8]) {
+    const grown = tampered(second, (e) => { e.proof.size = size; }, { resign: false });
+    assert.equal(kit.open([grown], place).id, second.id, `as one of ${size}`);
+  }
+  // JSON.parse reads 5.0 as 5, so this kit takes an integral real in a proof, as it does in
+  // iat and exp; jobgate verify refuses it as malformed. The walk is the same either way.
+  const real = JSON.parse(JSON.stringify(second).replace('"size":5', '"size":5.0'));
+  assert.equal(kit.open([real], place).id, second.id);
 });
 
 test('a job run as another class or from another queue is wrong-class, wrong-queue', async () => {

@@ -54,7 +54,8 @@ test('a job that passes its schema is written exactly', async () => {
   const body = { class: 'SendInvoice', args: [invoice()] };
   const res = await h.enqueue(env, 'invoices', { token, body });
   assert.equal(res.status, 202, res.text);
-  assert.deepEqual(await h.storedJobs(env, 'invoices'), [JSON.stringify(body)]);
+  // Stored in canonical form, members sorted: the same values, in another order.
+  assert.deepEqual((await h.storedJobs(env, 'invoices')).map((job) => JSON.parse(job)), [body]);
 });
 
 test('every failing pointer is listed, each with its keyword', async () => {

@@ -65,6 +65,7 @@ static struct {
     unsigned char workers_public[SEAL_KEY_BYTES];
     struct sealer *sealer;
     struct schema *secret_schema, *plain_schema;
+    struct envelope_batch *batch; /* as a gateway worker keeps one */
 } keys;
 
 static const struct envelope_keyring keyring = {keys.signing, 2, keys.sealing, 1};
@@ -112,7 +113,8 @@ static int group_setup(void **state)
     keys.sealer = sealer_new(2, 30000);
     keys.secret_schema = compile(secret_schema_source);
     keys.plain_schema = compile(plain_schema_source);
-    return keys.sealer != NULL ? 0 : -1;
+    keys.batch = envelope_batch_new();
+    return keys.sealer != NULL && keys.batch != NULL ? 0 : -1;
 }
 
 static int group_teardown(void **state)
@@ -121,6 +123,7 @@ static int group_teardown(void **state)
     sealer_free(keys.sealer);
     schema_free(keys.secret_schema);
     schema_free(keys.plain_schema);
+    envelope_batch_free(keys.batch);
     return 0;
 }
 
@@ -358,8 +361,9 @@ static void test_built_job_opens_with_its_arguments(void **state)
 
 static void test_envelope_members(void **state)
 {
-    static const char *const members[] = {"jobgate", "id",  "tenant", "sub",    "queue", "class",
-                                          "iat",     "exp", "args",   "sealed", "kid",   "sig"};
+    static const char *const members[] = {"jobgate", "id",    "tenant", "sub",  "queue",
+                                          "class",   "iat",   "exp",    "args", "sealed",
+                                          "kid",     "proof", "sig"};
     json_t *payload = invoice();
     json_t *envelope = envelope_of(payload);
     unsigned char signature[crypto_sign_BYTES];
@@ -375,6 +379,8 @@ static void test_envelope_members(void **state)
     assert_string_equal(json_string_value(json_object_get(envelope, "kid")), "sign-current");
     sig = json_string_value(json_object_get(envelope, "sig"));
     assert_int_equal(keyfile_decode(sig, strlen(sig), signature, sizeof(signature)), 0);
+    /* Signed alone: a tree of one. */
+    assert_json_equal(json_object_get(envelope, "proof"), "{\"index\":0,\"path\":[],\"size\":1}");
 
     /* Every secret, in document order, escaped as RFC 6901 says. */
     assert_json_equal(json_object_get(envelope, "sealed"),
@@ -1147,27 +1153,46 @@ static void test_refusal_names(void **state)
         assert_string_equal(envelope_refusal_name((enum envelope_refusal)i), names[i]);
 }
 
-static void test_sign_replaces_kid_and_sig(void **state)
+/* Ed25519 verification of signature over the tree label and root. */
+static int verify_root(const unsigned char root[32], const unsigned char *signature,
+                       const unsigned char *public_key)
 {
-    json_t *envelope = parse("{\"a\":1,\"kid\":\"old\",\"sig\":\"old\"}");
-    unsigned char signature[crypto_sign_BYTES];
+    unsigned char message[sizeof(ENVELOPE_TREE_LABEL) - 1 + 32];
+
+    memcpy(message, ENVELOPE_TREE_LABEL, sizeof(ENVELOPE_TREE_LABEL) - 1);
+    memcpy(message + sizeof(ENVELOPE_TREE_LABEL) - 1, root, 32);
+    return crypto_sign_verify_detached(signature, message, sizeof(message), public_key);
+}
+
+/* SHA-256(0x00 || text): a leaf as RFC 9162 hashes it, computed here independently. */
+static void leaf_hash(const char *text, unsigned char hash[32])
+{
+    crypto_hash_sha256_state state;
+    const unsigned char prefix = 0x00;
+
+    crypto_hash_sha256_init(&state);
+    crypto_hash_sha256_update(&state, &prefix, 1);
+    crypto_hash_sha256_update(&state, (const unsigned char *)text, strlen(text));
+    crypto_hash_sha256_final(&state, hash);
+}
+
+static void test_sign_replaces_kid_proof_and_sig(void **state)
+{
+    json_t *envelope = parse("{\"a\":1,\"kid\":\"old\",\"proof\":{},\"sig\":\"old\"}");
+    unsigned char signature[crypto_sign_BYTES], leaf[32];
     const char *sig;
-    char canonical[128];
-    struct text out;
 
     (void)state;
     assert_int_equal(envelope_sign(envelope, &keys.previous), 0);
-    assert_int_equal(json_object_size(envelope), 3);
+    assert_int_equal(json_object_size(envelope), 4);
     assert_string_equal(json_string_value(json_object_get(envelope, "kid")), "sign-previous");
+    assert_json_equal(json_object_get(envelope, "proof"), "{\"index\":0,\"path\":[],\"size\":1}");
     sig = json_string_value(json_object_get(envelope, "sig"));
     assert_int_equal(keyfile_decode(sig, strlen(sig), signature, sizeof(signature)), 0);
 
-    /* Ed25519 over the RFC 8785 form of everything but sig. */
-    text_init(&out, canonical, sizeof(canonical));
-    text_append_str(&out, "{\"a\":1,\"kid\":\"sign-previous\"}");
-    assert_int_equal(crypto_sign_verify_detached(signature, (const unsigned char *)out.base,
-                                                 out.len, keys.signing[1].key),
-                     0);
+    /* A tree of one: the root is the leaf of the RFC 8785 form without proof and sig. */
+    leaf_hash("{\"a\":1,\"kid\":\"sign-previous\"}", leaf);
+    assert_int_equal(verify_root(leaf, signature, keys.signing[1].key), 0);
     json_decref(envelope);
 }
 
@@ -1179,22 +1204,134 @@ static void test_payload_writer(void **state)
     char *text;
 
     (void)state;
-    /* A hint of one byte grows to fit. */
+    /* A hint of one byte grows to fit; the envelope is written in canonical form. */
     text = envelope_payload("Mail::Send\"It\"", 14, envelope, 1, &len, &status);
     assert_non_null(text);
     assert_int_equal(status, ENVELOPE_OK);
-    assert_string_equal(text, "{\"class\":\"Mail::Send\\\"It\\\"\",\"args\":[{\"b\":[1,2.5,\"x\"],"
-                              "\"a\":null}]}");
+    assert_string_equal(text, "{\"class\":\"Mail::Send\\\"It\\\"\",\"args\":[{\"a\":null,"
+                              "\"b\":[1,2.5,\"x\"]}]}");
     assert_int_equal(len, strlen(text));
     free(text);
 
     /* The class is taken by its length. */
     text = envelope_payload("SendInvoiceXYZ", 11, envelope, 4096, &len, &status);
     assert_non_null(text);
-    assert_string_equal(text, "{\"class\":\"SendInvoice\",\"args\":[{\"b\":[1,2.5,\"x\"],"
-                              "\"a\":null}]}");
+    assert_string_equal(text, "{\"class\":\"SendInvoice\",\"args\":[{\"a\":null,"
+                              "\"b\":[1,2.5,\"x\"]}]}");
     free(text);
     json_decref(envelope);
+}
+
+/* The envelope jobgate stores is its own canonical form, proof and sig included. */
+static void test_stored_envelope_is_canonical(void **state)
+{
+    const struct spec spec = {0};
+    enum envelope_status status;
+    size_t len;
+    char *text = build_text(&spec, &len, &status);
+    json_t *payload = parse_payload(text, len);
+    char canonical[8192];
+    struct text out;
+    const char *inside = text + strlen("{\"class\":\"SendInvoice\",\"args\":[");
+
+    (void)state;
+    text_init(&out, canonical, sizeof(canonical));
+    assert_int_equal(jcs_append(&out, envelope_of(payload), JCS_EXACT_INTEGERS), JCS_OK);
+    assert_int_equal(len, (size_t)(inside - text) + out.len + 2);
+    assert_memory_equal(inside, out.base, out.len);
+    json_decref(payload);
+    free(text);
+}
+
+/* Drafts of count invoices with ids ending in 0, 1, ... signed as one batch; parsed back. */
+static void build_batch(size_t count, json_t **payloads)
+{
+    struct envelope_draft drafts[8];
+    const struct envelope_draft *signed_drafts[8];
+    char ids[8][ENVELOPE_JOB_ID_LEN + 1];
+
+    assert_true(count <= 8);
+    for (size_t i = 0; i < count; i++) {
+        struct spec spec = {0};
+        struct envelope_recipient recipient;
+        struct envelope_request request;
+        struct job job;
+
+        snprintf(ids[i], sizeof(ids[i]), "01a23d8c-0000-7000-8000-00000000010%zu", i);
+        spec.id = ids[i];
+        recipient = recipient_of(&spec);
+        request = request_of(&spec, &recipient);
+        parse_job(INVOICE_BODY, &job);
+        assert_int_equal(envelope_draft(&drafts[i], &job, &request), ENVELOPE_OK);
+        job_release(&job);
+        signed_drafts[i] = &drafts[i];
+    }
+    assert_int_equal(envelope_batch_sign(keys.batch, signed_drafts, count, &keys.current), 0);
+    for (size_t i = 0; i < count; i++) {
+        size_t len;
+        char *text = envelope_batch_payload(keys.batch, i, &drafts[i], "SendInvoice", 11, &len);
+        assert_non_null(text);
+        payloads[i] = parse_payload(text, len);
+        free(text);
+        envelope_draft_release(&drafts[i]);
+    }
+}
+
+/*
+ * Jobs signed together share one signature, and each opens on its own with its own
+ * proof; with another job's proof, or its own index or size changed, none does.
+ */
+static void test_jobs_signed_together(void **state)
+{
+    json_t *payloads[7];
+    const char *sig;
+
+    (void)state;
+    build_batch(7, payloads);
+    sig = json_string_value(json_object_get(envelope_of(payloads[0]), "sig"));
+    for (size_t i = 0; i < 7; i++) {
+        json_t *envelope = envelope_of(payloads[i]);
+        json_t *proof = json_object_get(envelope, "proof");
+        assert_string_equal(json_string_value(json_object_get(envelope, "sig")), sig);
+        assert_int_equal(json_integer_value(json_object_get(proof, "index")), (json_int_t)i);
+        assert_int_equal(json_integer_value(json_object_get(proof, "size")), 7);
+        /* Seven leaves: the last has no sibling at the bottom level. */
+        assert_int_equal(json_array_size(json_object_get(proof, "path")), i == 6 ? 2 : 3);
+        json_decref(assert_opens(payloads[i], &invoice_expect));
+    }
+
+    json_object_set(envelope_of(payloads[0]), "proof",
+                    json_object_get(envelope_of(payloads[1]), "proof"));
+    assert_detail(payloads[0], &invoice_expect, ENVELOPE_BAD_SIGNATURE,
+                  "the signature does not verify");
+    json_object_set_new(json_object_get(envelope_of(payloads[2]), "proof"), "index",
+                        json_integer(3));
+    assert_refused(payloads[2], ENVELOPE_BAD_SIGNATURE, "another index");
+    json_object_set_new(json_object_get(envelope_of(payloads[6]), "proof"), "size",
+                        json_integer(8));
+    assert_detail(payloads[6], &invoice_expect, ENVELOPE_BAD_SIGNATURE,
+                  "the proof's path does not fit its index and size");
+    json_array_remove(json_object_get(json_object_get(envelope_of(payloads[3]), "proof"), "path"),
+                      0);
+    assert_refused(payloads[3], ENVELOPE_BAD_SIGNATURE, "a hash short");
+    for (size_t i = 4; i < 6; i++)
+        json_decref(payloads[i]);
+    json_decref(payloads[1]);
+}
+
+/* A batch takes 1 to MERKLE_MAX_LEAVES drafts. */
+static void test_batch_sizes(void **state)
+{
+    const struct envelope_draft *drafts[MERKLE_MAX_LEAVES + 1];
+    struct envelope_draft draft = {"{}", 2, 1, 1};
+
+    (void)state;
+    for (size_t i = 0; i <= MERKLE_MAX_LEAVES; i++)
+        drafts[i] = &draft;
+    assert_int_equal(envelope_batch_sign(keys.batch, drafts, 0, &keys.current), -1);
+    assert_int_equal(envelope_batch_sign(keys.batch, drafts, MERKLE_MAX_LEAVES + 1, &keys.current),
+                     -1);
+    assert_int_equal(envelope_batch_sign(keys.batch, drafts, MERKLE_MAX_LEAVES, &keys.current), 0);
 }
 
 static void test_job_ids_are_uuid_v7(void **state)
@@ -1284,6 +1421,29 @@ static size_t release_quarantine(void)
 }
 
 /*
+ * Drafts, signs and writes job as a gateway worker does, with a batch made beforehand;
+ * returns the payload or NULL with *status set.
+ */
+static char *build_as_the_gateway(struct job *job, const struct envelope_request *request,
+                                  size_t *len, enum envelope_status *status)
+{
+    struct envelope_draft draft;
+    const struct envelope_draft *drafts[1] = {&draft};
+    char *text = NULL;
+
+    *status = envelope_draft(&draft, job, request);
+    if (*status != ENVELOPE_OK)
+        return NULL;
+    *status = ENVELOPE_NO_MEMORY;
+    if (envelope_batch_sign(keys.batch, drafts, 1, request->signer) == 0)
+        text = envelope_batch_payload(keys.batch, 0, &draft, job->class_name, job->class_len, len);
+    if (text != NULL)
+        *status = ENVELOPE_OK;
+    envelope_draft_release(&draft);
+    return text;
+}
+
+/*
  * Fails allocation number failing of one build of body. Returns how many allocations
  * the build made; checks that a failed build says ENVELOPE_NO_MEMORY, that a build
  * that succeeds opens, and that either way nothing is leaked or used after being freed.
@@ -1305,7 +1465,7 @@ static long build_failing(const char *body, long failing, enum envelope_status *
     failing_allocation = failing;
     tracked_count = 0;
     allocator_armed = 1;
-    text = envelope_build(&job, &request, &len, status);
+    text = build_as_the_gateway(&job, &request, &len, status);
     allocator_armed = 0;
     made = allocations_made;
     job_release(&job);
@@ -1368,7 +1528,7 @@ static int allocator_in_use(void)
 #endif
 
 /*
- * Each allocation envelope_build makes, its own and jansson's, fails in turn, and what
+ * Each allocation a build makes, its own and jansson's, fails in turn, and what
  * was taken is given back exactly once. The second body's object has eight members:
  * replacing one of them makes jansson grow its table, an allocation of its own inside
  * the replacement, which then releases the replacement itself.
@@ -1433,8 +1593,11 @@ int main(void)
         cmocka_unit_test(test_unseal_failed),
         cmocka_unit_test(test_sealed_by_the_documented_recipe),
         cmocka_unit_test(test_refusal_names),
-        cmocka_unit_test(test_sign_replaces_kid_and_sig),
+        cmocka_unit_test(test_sign_replaces_kid_proof_and_sig),
         cmocka_unit_test(test_payload_writer),
+        cmocka_unit_test(test_stored_envelope_is_canonical),
+        cmocka_unit_test(test_jobs_signed_together),
+        cmocka_unit_test(test_batch_sizes),
         cmocka_unit_test(test_job_ids_are_uuid_v7),
         cmocka_unit_test(test_allocation_failure_frees_everything),
         cmocka_unit_test(test_allocation_failure_is_no_memory),

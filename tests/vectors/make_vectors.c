@@ -91,47 +91,92 @@ struct spec {
     int64_t issued_at;
 };
 
-/* The envelope of a job built as the gateway builds it, parsed back from its payload. */
-static json_t *build(const struct spec *spec)
+/* The request the gateway would make for spec, with its schema compiled into *schema. */
+static struct envelope_request request_for(const struct spec *spec, struct schema **schema,
+                                           struct envelope_recipient *recipient)
 {
-    struct schema *schema = compile(spec->schema);
-    struct envelope_recipient recipient = {
+    struct envelope_request request;
+
+    *schema = compile(spec->schema);
+    *recipient = (struct envelope_recipient){
         .kid = spec->seal_kid != NULL ? spec->seal_kid : "workers",
         .public_key = spec->seal_to != NULL ? spec->seal_to : keys.workers_public,
         .sealer = sealer,
         .slot = spec->seal_to == keys.other_public ? 1 : 0,
         .now_ms = 1000,
     };
-    struct envelope_request request = {
+    request = (struct envelope_request){
         .id = spec->id,
         .tenant = "acme",
         .subject = "billing-service",
         .queue = spec->queue,
         .issued_at = spec->issued_at != 0 ? spec->issued_at : ISSUED_AT,
-        .schema = schema,
-        .recipient = &recipient,
+        .schema = *schema,
+        .recipient = recipient,
         .signer = spec->signer != NULL ? spec->signer : &keys.current,
     };
-    enum envelope_status status;
-    const char *detail;
-    struct job job;
-    size_t len;
-    char *payload;
-    json_t *parsed;
-
     request.expires_at = request.issued_at + LIFETIME;
-    if (job_parse(spec->body, strlen(spec->body), &job, &detail) != JOB_OK)
+    return request;
+}
+
+static void parse_spec(const struct spec *spec, struct job *job)
+{
+    const char *detail;
+
+    if (job_parse(spec->body, strlen(spec->body), job, &detail) != JOB_OK)
         fail(detail);
-    if (strcmp(job.class_name, spec->class_name) != 0)
+    if (strcmp(job->class_name, spec->class_name) != 0)
         fail("class differs from the body's");
-    payload = envelope_build(&job, &request, &len, &status);
-    if (payload == NULL)
-        fail(spec->id);
-    job_release(&job);
-    schema_free(schema);
-    parsed = json_loadb(payload, len, 0, NULL);
-    free(payload);
-    return parsed;
+}
+
+/*
+ * The payloads of count jobs signed together, as the gateway signs the jobs of one loop
+ * turn, parsed back: payloads[i] is spec[i]'s.
+ */
+static void build_batch(const struct spec *specs, size_t count, json_t **payloads)
+{
+    struct envelope_draft drafts[8];
+    const struct envelope_draft *signed_drafts[8];
+    struct envelope_batch *batch = envelope_batch_new();
+
+    if (batch == NULL || count > 8)
+        fail("batch");
+    for (size_t i = 0; i < count; i++) {
+        struct envelope_recipient recipient;
+        struct schema *schema;
+        struct envelope_request request = request_for(&specs[i], &schema, &recipient);
+        struct job job;
+
+        parse_spec(&specs[i], &job);
+        if (envelope_draft(&drafts[i], &job, &request) != ENVELOPE_OK)
+            fail(specs[i].id);
+        signed_drafts[i] = &drafts[i];
+        job_release(&job);
+        schema_free(schema);
+    }
+    if (envelope_batch_sign(batch, signed_drafts, count,
+                            specs[0].signer != NULL ? specs[0].signer : &keys.current) != 0)
+        fail("cannot sign a batch");
+    for (size_t i = 0; i < count; i++) {
+        size_t len;
+        char *payload = envelope_batch_payload(batch, i, &drafts[i], specs[i].class_name,
+                                               strlen(specs[i].class_name), &len);
+        if (payload == NULL)
+            fail("cannot write a payload");
+        payloads[i] = json_loadb(payload, len, 0, NULL);
+        free(payload);
+        envelope_draft_release(&drafts[i]);
+    }
+    envelope_batch_free(batch);
+}
+
+/* The envelope of a job built and signed alone, parsed back from its payload. */
+static json_t *build(const struct spec *spec)
+{
+    json_t *payload;
+
+    build_batch(spec, 1, &payload);
+    return payload;
 }
 
 static json_t *cases;
@@ -432,6 +477,148 @@ static void refused_cases(void)
     expect_refused(entry, "unseal-failed");
 }
 
+static json_t *proof_of(json_t *payload)
+{
+    return json_object_get(envelope_of(payload), "proof");
+}
+
+static json_t *path_of(json_t *payload)
+{
+    return json_object_get(proof_of(payload), "path");
+}
+
+/* Five invoices signed together; the tree of five has a leaf with no sibling. */
+#define BATCH_SIZE 5
+
+static void batch_of_five(json_t **payloads, const char *first_id)
+{
+    struct spec specs[BATCH_SIZE];
+    char ids[BATCH_SIZE][40];
+
+    for (size_t i = 0; i < BATCH_SIZE; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%.34s%02zu", first_id, i);
+        specs[i] = invoice(ids[i]);
+    }
+    build_batch(specs, BATCH_SIZE, payloads);
+}
+
+static void release_all(json_t **payloads, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        json_decref(payloads[i]);
+}
+
+static void batch_cases(void)
+{
+    json_t *payloads[BATCH_SIZE], *entry, *payload, *hash;
+    char flipped[64];
+
+    batch_of_five(payloads, "01a23d8c-0000-7000-8000-0000000001");
+    static const char *const names[BATCH_SIZE] = {
+        "valid: the first of five jobs under one signature",
+        "valid: the second of five jobs under one signature",
+        "valid: the third of five jobs under one signature",
+        "valid: the fourth of five jobs under one signature",
+        "valid: the last of five jobs under one signature, a leaf with no sibling",
+    };
+    for (size_t i = 0; i < BATCH_SIZE; i++) {
+        entry = add_case(names[i], json_incref(payloads[i]), "invoices", "SendInvoice");
+        expect_ok(entry, INVOICE_ARGS);
+    }
+    release_all(payloads, BATCH_SIZE);
+
+    batch_of_five(payloads, "01a23d8c-0000-7000-8000-0000000002");
+    hash = json_array_get(path_of(payloads[1]), 1);
+    snprintf(flipped, sizeof(flipped), "%s", json_string_value(hash));
+    flipped[5] = flipped[5] == 'A' ? 'B' : 'A';
+    json_string_set(hash, flipped);
+    entry = add_case("bad-signature: a hash in the proof's path changed", json_incref(payloads[1]),
+                     "invoices", "SendInvoice");
+    expect_refused(entry, "bad-signature");
+
+    json_object_set_new(proof_of(payloads[2]), "index", json_integer(3));
+    entry = add_case("bad-signature: the proof's index changed", json_incref(payloads[2]),
+                     "invoices", "SendInvoice");
+    expect_refused(entry, "bad-signature");
+
+    json_object_set_new(proof_of(payloads[4]), "size", json_integer(6));
+    entry = add_case("bad-signature: the proof's size changed, so the path is too short",
+                     json_incref(payloads[4]), "invoices", "SendInvoice");
+    expect_refused(entry, "bad-signature");
+
+    json_array_remove(path_of(payloads[0]), 2);
+    entry = add_case("bad-signature: the proof's path lacks a hash", json_incref(payloads[0]),
+                     "invoices", "SendInvoice");
+    expect_refused(entry, "bad-signature");
+
+    json_array_append(path_of(payloads[3]), json_array_get(path_of(payloads[3]), 0));
+    entry = add_case("bad-signature: the proof's path has a hash too many",
+                     json_incref(payloads[3]), "invoices", "SendInvoice");
+    expect_refused(entry, "bad-signature");
+    release_all(payloads, BATCH_SIZE);
+
+    batch_of_five(payloads, "01a23d8c-0000-7000-8000-0000000003");
+    json_object_set(envelope_of(payloads[0]), "proof", proof_of(payloads[1]));
+    entry = add_case("bad-signature: the proof of another job under the same signature",
+                     json_incref(payloads[0]), "invoices", "SendInvoice");
+    expect_refused(entry, "bad-signature");
+
+    json_object_set_new(json_array_get(json_object_get(envelope_of(payloads[2]), "args"), 0),
+                        "invoice_id", json_string("inv-1043"));
+    entry = add_case("bad-signature: arguments changed in a job signed with others",
+                     json_incref(payloads[2]), "invoices", "SendInvoice");
+    expect_refused(entry, "bad-signature");
+
+    payload = payloads[3];
+    json_object_set_new(proof_of(payload), "index", json_integer(BATCH_SIZE));
+    entry = add_case("malformed: the proof's index is not below its size", json_incref(payload),
+                     "invoices", "SendInvoice");
+    expect_refused(entry, "malformed");
+
+    payload = payloads[4];
+    hash = json_array_get(path_of(payload), 0);
+    snprintf(flipped, sizeof(flipped), "%.42s", json_string_value(hash));
+    json_string_set(hash, flipped);
+    entry = add_case("malformed: a hash in the proof's path is 31 bytes", json_incref(payload),
+                     "invoices", "SendInvoice");
+    expect_refused(entry, "malformed");
+    release_all(payloads, BATCH_SIZE);
+
+    payload = invoice_payload("01a23d8c-0000-7000-8000-000000000040");
+    json_object_del(envelope_of(payload), "proof");
+    entry = add_case("malformed: no proof", payload, "invoices", "SendInvoice");
+    expect_refused(entry, "malformed");
+
+    payload = invoice_payload("01a23d8c-0000-7000-8000-000000000041");
+    json_object_set_new(proof_of(payload), "root", json_string("AAAA"));
+    entry = add_case("malformed: a proof with an extra member", payload, "invoices", "SendInvoice");
+    expect_refused(entry, "malformed");
+
+    payload = invoice_payload("01a23d8c-0000-7000-8000-000000000042");
+    json_object_set_new(proof_of(payload), "size", json_integer(0));
+    entry = add_case("malformed: a proof of size 0", payload, "invoices", "SendInvoice");
+    expect_refused(entry, "malformed");
+
+    payload = invoice_payload("01a23d8c-0000-7000-8000-000000000043");
+    json_object_set_new(proof_of(payload), "size", json_integer(65537));
+    entry =
+        add_case("malformed: a proof of more than 65536 jobs", payload, "invoices", "SendInvoice");
+    expect_refused(entry, "malformed");
+
+    payload = invoice_payload("01a23d8c-0000-7000-8000-000000000044");
+    for (int i = 0; i < 17; i++)
+        json_array_append_new(path_of(payload),
+                              json_string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    entry = add_case("malformed: a path of 17 hashes", payload, "invoices", "SendInvoice");
+    expect_refused(entry, "malformed");
+
+    payload = invoice_payload("01a23d8c-0000-7000-8000-000000000045");
+    json_object_set_new(proof_of(payload), "index", json_real(0.5));
+    entry = add_case("malformed: a proof's index that is not an integer", payload, "invoices",
+                     "SendInvoice");
+    expect_refused(entry, "malformed");
+}
+
 int main(void)
 {
     json_t *document;
@@ -449,6 +636,7 @@ int main(void)
 
     valid_cases();
     refused_cases();
+    batch_cases();
 
     document = json_pack("{s:i, s:s, s:I, s:{s:o, s:o}, s:{s:o}, s:o}", "envelope", 1, "note",
                          "made by tests/vectors/make_vectors.c; see workers/ENVELOPE.md", "now",

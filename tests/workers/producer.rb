@@ -1,15 +1,19 @@
 # frozen_string_literal: true
 
-# A stand-in for jobgate's writing side in the Ruby kit's tests: it signs envelopes and
-# seals values as workers/ENVELOPE.md describes, with keys it generates, and hands out a
-# Verifier holding the matching worker keys.
+# A stand-in for jobgate's writing side in the Ruby kit's tests: it signs envelopes, alone
+# or in batches under one signature, and seals values as workers/ENVELOPE.md describes,
+# with keys it generates, and hands out a Verifier holding the matching worker keys. It
+# builds its trees top down, as RFC 9162 section 2.1 defines them, so that the kit's
+# bottom-up walk of a path is checked against a separate account of the same tree.
 
+require 'digest'
 require 'json'
 require 'rbnacl'
 require 'jobgate'
 
 class Producer
   X25519 = RbNaCl::GroupElements::Curve25519
+  TREE_LABEL = 'jobgate-tree-v1'
 
   attr_reader :sign_kid, :seal_kid
 
@@ -58,11 +62,34 @@ class Producer
     sign(envelope)
   end
 
-  # Signs envelope (again, after a change to it) and returns it.
+  # Signs envelope alone (again, after a change to it) and returns it.
   def sign(envelope)
-    envelope.delete('sig')
-    signature = @signing_key.sign(Jobgate.canonicalize(envelope).b)
-    envelope.merge!('sig' => Producer.base64url(signature))
+    sign_batch([envelope]).first
+  end
+
+  # Signs envelopes under one signature, as jobgate signs the jobs of one event-loop turn,
+  # and returns them, each with its proof. They take the leaves from `at` on of a tree of
+  # `size` leaves; the other leaves are random, as other jobs' leaves look to a worker.
+  def sign_batch(envelopes, size: envelopes.length, at: 0)
+    leaves = Array.new(size) { RbNaCl::Random.random_bytes(32) }
+    envelopes.each_with_index { |envelope, offset| leaves[at + offset] = leaf(envelope) }
+    sig = signature(TREE_LABEL.b + tree_hash(leaves))
+    envelopes.each_with_index.map do |envelope, offset|
+      path = inclusion_path(at + offset, leaves).map { |hash| Producer.base64url(hash) }
+      envelope.merge!('proof' => { 'index' => at + offset, 'path' => path, 'size' => size },
+                      'sig' => sig)
+    end
+  end
+
+  # The signing key's Ed25519 signature of message, as sig holds it.
+  def signature(message)
+    Producer.base64url(@signing_key.sign(message))
+  end
+
+  # The hash of envelope's canonical form without proof and sig.
+  def leaf(envelope)
+    signed = envelope.reject { |name, _| %w[proof sig].include?(name) }
+    Digest::SHA256.digest("\x00".b + Jobgate.canonicalize(signed).b)
   end
 
   def seal(envelope, pointer, plain)
@@ -80,6 +107,34 @@ class Producer
   end
 
   private
+
+  # MTH of RFC 9162 section 2.1.1 over leaf hashes.
+  def tree_hash(leaves)
+    return leaves[0] if leaves.length == 1
+
+    split = left_size(leaves.length)
+    Digest::SHA256.digest("\x01".b + tree_hash(leaves[0...split]) + tree_hash(leaves[split..]))
+  end
+
+  # PATH(m, D[n]) of RFC 9162 section 2.1.3.1: the hashes that lead from leaf m to the
+  # root, nearest first.
+  def inclusion_path(index, leaves)
+    return [] if leaves.length == 1
+
+    split = left_size(leaves.length)
+    if index < split
+      inclusion_path(index, leaves[0...split]) + [tree_hash(leaves[split..])]
+    else
+      inclusion_path(index - split, leaves[split..]) + [tree_hash(leaves[0...split])]
+    end
+  end
+
+  # The largest power of two below count: how many leaves the left subtree holds.
+  def left_size(count)
+    split = 1
+    split *= 2 while split * 2 < count
+    split
+  end
 
   # Sets the value at an RFC 6901 pointer inside args.
   def place(args, pointer, value)

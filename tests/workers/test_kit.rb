@@ -115,11 +115,31 @@ class EnvelopeTest < Minitest::Test
     assert_args_refused(reason, args, verifier: verifier, **context)
   end
 
+  # Returns the Refused, for a test that also checks its detail.
   def assert_args_refused(reason, args, verifier: @verifier, **context)
     error = assert_raises(Jobgate::Refused) { verifier.open(args, **CONTEXT, **context) }
     assert_equal reason, error.reason, error.message
     assert_match(/\Ajobgate: #{reason}: ./, error.message)
     refute_includes error.message, SECRET
+    error
+  end
+
+  # Envelopes of count jobs without secrets, each with its own id, under one signature.
+  def batch(count, **options)
+    envelopes = Array.new(count) do |number|
+      build(id: format('019ae5b8-47c0-7c3e-9a4e-%012d', number), secrets: {})
+    end
+    @producer.sign_batch(envelopes, **options)
+  end
+
+  # A copy of envelope whose proof has the members given changed, not signed again.
+  def with_proof(envelope, **changes)
+    envelope.merge('proof' => envelope['proof'].merge(changes.transform_keys(&:to_s)))
+  end
+
+  # A hash in base64url, as the leaf of some other job would be.
+  def hash_text(seed)
+    Producer.base64url(Digest::SHA256.digest(seed))
   end
 
   def flip_first_byte(text)
@@ -293,6 +313,89 @@ class EnvelopeTest < Minitest::Test
     end
   end
 
+  def test_every_job_of_a_batch_opens_on_its_own
+    (1..17).each do |count|
+      jobs = batch(count)
+      assert_equal [jobs[0]['sig']], jobs.map { |envelope| envelope['sig'] }.uniq
+      jobs.each_with_index do |envelope, index|
+        assert_equal [index, count], envelope['proof'].values_at('index', 'size')
+        assert_equal [envelope['id'], ARGS], open(envelope).to_h.values_at(:id, :args)
+      end
+    end
+    sealed = @producer.sign_batch([build, build(id: '019ae5b8-47c0-7c3e-9a4e-000000000001')])
+    sealed.each { |envelope| assert_equal OPENED, open(envelope).args }
+  end
+
+  def test_a_batch_of_the_most_jobs_one_signature_covers_opens_at_either_end
+    [0, 65_535].each do |at|
+      envelope = @producer.sign_batch([build], size: 65_536, at: at).first
+      assert_equal 16, envelope['proof']['path'].length
+      assert_equal OPENED, open(envelope).args
+    end
+  end
+
+  def test_a_path_that_does_not_fit_its_index_and_size_is_a_bad_signature
+    first, *, last = batch(5)
+    extra = hash_text('another job')
+    unfit = [with_proof(build, path: [extra]), with_proof(last, path: []),
+             with_proof(last, path: last['proof']['path'] + [extra]),
+             with_proof(first, size: 4), with_proof(first, size: 9), with_proof(first, index: 4)]
+    unfit.each do |envelope|
+      error = assert_refused('bad-signature', envelope)
+      assert_match(/path does not fit/, error.message, envelope['proof'].inspect)
+    end
+    [with_proof(first, index: 1), with_proof(first, index: 2),
+     with_proof(first, path: first['proof']['path'].reverse)].each do |envelope|
+      error = assert_refused('bad-signature', envelope)
+      assert_match(/does not verify/, error.message, envelope['proof'].inspect)
+    end
+  end
+
+  # The signature covers the job and the root, not the proof's numbers: an index and size
+  # that walk the same path from the same leaf to the same root still open the job, as
+  # they do in jobgate verify.
+  def test_a_proof_renumbered_to_the_same_root_still_opens
+    first, *, last = batch(5)
+    [with_proof(first, size: 8), with_proof(last, index: 1, size: 2)].each do |envelope|
+      assert_equal ARGS, open(envelope).args
+    end
+  end
+
+  def test_the_signature_covers_the_label_and_the_root_only
+    envelope = build
+    root = @producer.leaf(envelope)
+    # The canonical form, with its proof or without, as a signature over the job itself
+    # would cover it; the root without its label; the root under other labels.
+    proven = Jobgate.canonicalize(envelope.reject { |name, _| name == 'sig' }).b
+    bare = Jobgate.canonicalize(envelope.reject { |name, _| %w[proof sig].include?(name) }).b
+    messages = [proven, bare, root, 'jobgate-tree-v2'.b + root, 'jobgate-seal-v1'.b + root]
+    messages.each do |message|
+      assert_refused 'bad-signature', envelope.merge('sig' => @producer.signature(message))
+    end
+    signed = envelope.merge('sig' => @producer.signature('jobgate-tree-v1'.b + root))
+    assert_equal OPENED, open(signed).args
+  end
+
+  def test_proofs_not_of_an_index_a_size_and_a_path_are_malformed
+    envelope = batch(5).first
+    hash = envelope['proof']['path'][0]
+    zeros = Producer.base64url("\0" * 32)
+    proofs = [nil, [], 'proof', 1, envelope['proof'].merge('root' => hash)]
+    proofs += %w[index path size].map { |name| envelope['proof'].reject { |key, _| key == name } }
+    changes = { index: [-1, 5, 0.0, '0', nil, true, 2**64],
+                size: [0, 65_537, 2**64, 5.0, '5', nil, [5]],
+                path: [nil, hash, {}, [nil], [7], [''], ["#{hash}="], [hash] * 17,
+                       ["+#{hash[1..]}"], ["/#{hash[1..]}"], ["#{zeros[0...-1]}B"],
+                       [Producer.base64url("\0" * 31)], [Producer.base64url("\0" * 33)]] }
+    changes.each do |name, values|
+      proofs += values.map { |value| envelope['proof'].merge(name.to_s => value) }
+    end
+    proofs.each do |proof|
+      error = assert_refused('malformed', envelope.merge('proof' => proof))
+      assert_match(/proof/, error.message, proof.inspect)
+    end
+  end
+
   def test_sealed_entries_that_name_no_value_in_args_are_malformed
     pointers = ['', '0/card_token', '/1', '/0/nothing', '/00', '/-', '/0/card_token/kid/x', '/0/~2']
     pointers.each do |pointer|
@@ -303,8 +406,12 @@ class EnvelopeTest < Minitest::Test
   def test_checks_go_in_order
     unknown_key = Producer.new(sign_kid: 'sign-other').envelope(args: ARGS)
     assert_refused 'malformed', unknown_key.merge('extra' => 1)
+    assert_refused 'malformed', with_proof(unknown_key, size: 0)
+    assert_refused 'unknown-key', with_proof(unknown_key, path: [hash_text('another job')])
     tampered = build.merge('tenant' => 'evil')
     assert_refused 'bad-signature', tampered, class_name: 'Other', queue: 'other'
+    unfit = with_proof(build(exp: NOW - 1), path: [hash_text('another job')])
+    assert_refused 'bad-signature', unfit, class_name: 'Other', queue: 'other'
     assert_refused 'wrong-class', build(exp: NOW - 1), class_name: 'Other', queue: 'other'
     assert_refused 'wrong-queue', build(exp: NOW - 1), queue: 'other'
     expired_and_sealed_badly = build(exp: NOW - 1)

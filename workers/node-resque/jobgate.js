@@ -4,19 +4,33 @@
  * job (workers/ENVELOPE.md, version 1) and opens its sealed values, so that a job body
  * runs only on arguments jobgate wrote, with the producer's secrets in the clear.
  *
+ * jobgate signs jobs in batches: one Ed25519 signature covers the root of an RFC 9162
+ * Merkle tree of the batch's canonical forms, and each envelope carries the inclusion
+ * proof of its own leaf, so a job is checked on its own, with nothing but its signer's
+ * public key.
+ *
  * A Verifier owns the workers' keys: the Ed25519 public keys that jobgate signs with and
  * the X25519 secret keys that secrets are sealed to. It never changes the arguments it
  * is given; what it returns is a new copy.
  */
+const crypto = require('node:crypto');
 const fs = require('node:fs/promises');
 const path = require('node:path');
 const sodium = require('libsodium-wrappers');
 
 const ENVELOPE_VERSION = 1;
 const SEAL_CONTEXT = Buffer.from('jobgate-seal-v1', 'utf8');
+const TREE_CONTEXT = Buffer.from('jobgate-tree-v1', 'utf8');
 const KEY_BYTES = 32;
 const SIGNATURE_BYTES = 64;
+const HASH_BYTES = 32;
 const NONCE_BYTES = 24;
+/* RFC 9162 tells a leaf from an interior node by the byte that precedes what it hashes. */
+const LEAF_PREFIX = Buffer.from([0x00]);
+const NODE_PREFIX = Buffer.from([0x01]);
+/* The largest tree a proof may name, and so the longest path (2^16 leaves, 16 levels). */
+const PROOF_MAX_SIZE = 65536;
+const PROOF_MAX_PATH = 16;
 const KID = /^[A-Za-z0-9_-]{1,64}$/;
 const KEY_FILE = /^(.*)\.(sign\.pub|seal\.key)$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
@@ -38,9 +52,11 @@ const ENVELOPE_MEMBERS = {
   args: Array.isArray,
   sealed: (value) => Array.isArray(value) && value.every(isString),
   kid: isString,
+  proof: isObject,
   sig: isString,
 };
 
+const PROOF_MEMBERS = ['index', 'path', 'size'];
 const SEALED_MEMBERS = ['ct', 'epk', 'kid', 'nonce'];
 
 /**
@@ -113,6 +129,61 @@ function keyEntries(keys) {
   return keys instanceof Map ? [...keys] : Object.entries(keys);
 }
 
+/** Whether object has exactly the members names, no more. */
+function hasExactly(object, names) {
+  return Object.keys(object).length === names.length &&
+    names.every((name) => Object.hasOwn(object, name));
+}
+
+/**
+ * The decoded hashes of a proof's path when the proof is exactly index, size and path as
+ * ENVELOPE.md describes them; null for anything else. Whether the path's length fits
+ * index and size is left to rootFromPath, as RFC 9162 finds it.
+ */
+function proofPath(proof) {
+  if (!hasExactly(proof, PROOF_MEMBERS)) return null;
+  const { index, size, path: hashes } = proof;
+  if (!Number.isInteger(size) || size < 1 || size > PROOF_MAX_SIZE) return null;
+  if (!Number.isInteger(index) || index < 0 || index >= size) return null;
+  if (!Array.isArray(hashes) || hashes.length > PROOF_MAX_PATH) return null;
+  const decoded = hashes.map((hash) => decodeBase64url(hash, HASH_BYTES));
+  return decoded.every(Boolean) ? decoded : null;
+}
+
+function sha256(...parts) {
+  const hash = crypto.createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest();
+}
+
+/**
+ * The root that hashes (nearest first) lead to from leaf, the leaf at index of a tree of
+ * size leaves, computed as RFC 9162 section 2.1.3.2 verifies an inclusion proof; null
+ * when the path is too short or too long for index and size. index and size are at most
+ * PROOF_MAX_SIZE, well inside the 32 bits that JavaScript's shifts work on.
+ */
+function rootFromPath(leaf, index, size, hashes) {
+  let position = index;
+  let last = size - 1;
+  let hash = leaf;
+  for (const sibling of hashes) {
+    if (last === 0) return null;
+    if (position % 2 === 1 || position === last) {
+      hash = sha256(NODE_PREFIX, sibling, hash);
+      // On the tree's right edge a node may have no sibling: it moves up as it is.
+      while (position % 2 === 0 && position !== 0) {
+        position >>= 1;
+        last >>= 1;
+      }
+    } else {
+      hash = sha256(NODE_PREFIX, hash, sibling);
+    }
+    position >>= 1;
+    last >>= 1;
+  }
+  return last === 0 ? hash : null;
+}
+
 /** The RFC 6901 reference tokens of pointer, or null when it is not a pointer into args. */
 function pointerTokens(pointer) {
   if (!pointer.startsWith('/')) return null;
@@ -169,6 +240,9 @@ function checkMembers(envelope) {
   if (!decodeBase64url(envelope.sig, SIGNATURE_BYTES)) {
     refuse('malformed', `"sig" is not ${SIGNATURE_BYTES} bytes of unpadded base64url`);
   }
+  if (!proofPath(envelope.proof)) {
+    refuse('malformed', `"proof" is not an index, a size and a path of ${HASH_BYTES}-byte hashes`);
+  }
   for (const pointer of envelope.sealed) {
     if (resolvePointer(envelope.args, pointer) === undefined) {
       refuse('malformed', `sealed entry ${quoted(pointer)} does not point to a value in "args"`);
@@ -204,10 +278,7 @@ function copyOpened(value, pointer, opened) {
 
 /** The decoded epk, nonce and ct of a sealed value of exactly its four members, or null. */
 function sealedParts(value) {
-  if (!isObject(value) || Object.keys(value).length !== SEALED_MEMBERS.length ||
-    !SEALED_MEMBERS.every((name) => Object.hasOwn(value, name)) || !isString(value.kid)) {
-    return null;
-  }
+  if (!isObject(value) || !hasExactly(value, SEALED_MEMBERS) || !isString(value.kid)) return null;
   const epk = decodeBase64url(value.epk, KEY_BYTES);
   const nonce = decodeBase64url(value.nonce, NONCE_BYTES);
   const ct = decodeBase64url(value.ct);
@@ -286,15 +357,20 @@ class Verifier {
     const publicKey = this.signingKeys.get(envelope.kid);
     if (!publicKey) refuse('unknown-key', `no signing key ${quoted(envelope.kid)} is configured`);
 
-    const { sig, ...signed } = envelope;
-    let message;
+    // The proof is not signed: it only says how to reach the root that is.
+    const { proof, sig, ...signed } = envelope;
+    let canonical;
     try {
-      message = Buffer.from(canonicalize(signed), 'utf8');
+      canonical = Buffer.from(canonicalize(signed), 'utf8');
     } catch {
       // jobgate signs only what has a canonical form; JSON.parse can yield what has none.
       refuse('bad-signature', 'the envelope has no canonical form');
     }
+    const leaf = sha256(LEAF_PREFIX, canonical);
+    const root = rootFromPath(leaf, proof.index, proof.size, proofPath(proof));
+    if (!root) refuse('bad-signature', 'the proof\'s path does not fit its index and size');
     const signature = decodeBase64url(sig, SIGNATURE_BYTES);
+    const message = Buffer.concat([TREE_CONTEXT, root]);
     if (!sodium.crypto_sign_verify_detached(signature, message, publicKey)) {
       refuse('bad-signature', `the signature by "${envelope.kid}" does not verify`);
     }

@@ -5,10 +5,12 @@
 # that jobgate wrote, for that class and queue, before their expiry.
 #
 # Jobgate::Verifier holds the keys and checks one job's args; Jobgate::Resque puts it in
-# front of a Resque job class; Jobgate.canonicalize is the RFC 8785 form the signature
-# covers. It needs the standard library and rbnacl (libsodium) only.
+# front of a Resque job class; Jobgate.canonicalize is the RFC 8785 form whose hash is the
+# job's leaf in the tree the signature covers. It needs the standard library and rbnacl
+# (libsodium) only.
 
 require 'base64'
+require 'digest'
 require 'json'
 require 'rbnacl'
 
@@ -143,7 +145,16 @@ module Jobgate
   class Verifier
     MEMBERS = { 'jobgate' => Integer, 'id' => String, 'tenant' => String, 'sub' => String,
                 'queue' => String, 'class' => String, 'iat' => Integer, 'exp' => Integer,
-                'args' => Array, 'sealed' => Array, 'kid' => String, 'sig' => String }.freeze
+                'args' => Array, 'sealed' => Array, 'kid' => String, 'proof' => Hash,
+                'sig' => String }.freeze
+    PROOF_MEMBERS = %w[index path size].freeze
+    PROOF_MAX_SIZE = 65_536
+    PROOF_MAX_PATH = 16
+    HASH_BYTES = 32
+    # RFC 9162's prefixes, which keep a leaf from passing for an interior node.
+    LEAF_PREFIX = "\x00".b.freeze
+    NODE_PREFIX = "\x01".b.freeze
+    TREE_LABEL = 'jobgate-tree-v1'.b.freeze
     SEALED_MEMBERS = %w[ct epk kid nonce].freeze
     SEAL_LABEL = 'jobgate-seal-v1'.b.freeze
     TAG_BYTES = RbNaCl::AEAD::XChaCha20Poly1305IETF.tag_bytes
@@ -235,9 +246,26 @@ module Jobgate
       wrong = MEMBERS.keys.find { |name| !envelope[name].is_a?(MEMBERS[name]) }
       refuse('malformed', "#{wrong} is not of type #{MEMBERS[wrong]}") if wrong
       refuse('malformed', 'sealed holds a non-String') unless envelope['sealed'].all?(String)
-      return if Jobgate.decode_base64url(envelope['sig'], 64)
+      unless Jobgate.decode_base64url(envelope['sig'], 64)
+        refuse('malformed', 'sig is not 64 bytes of base64url')
+      end
+      return if proof_shape?(envelope['proof'])
 
-      refuse('malformed', 'sig is not 64 bytes of base64url')
+      refuse('malformed', 'proof is not an index, a size and a path of 32-byte hashes')
+    end
+
+    # Whether proof is {"index", "path", "size"} within their bounds. Whether the path's
+    # length fits the index and size is found while computing the root: that is a bad
+    # signature, as a path of the right length to the wrong root is.
+    def proof_shape?(proof)
+      exact = proof.size == PROOF_MEMBERS.size && PROOF_MEMBERS.all? { |name| proof.key?(name) }
+      return false unless exact
+
+      index, path, size = proof.values_at(*PROOF_MEMBERS)
+      size.is_a?(Integer) && size.between?(1, PROOF_MAX_SIZE) &&
+        index.is_a?(Integer) && index.between?(0, size - 1) &&
+        path.is_a?(Array) && path.length <= PROOF_MAX_PATH &&
+        path.all? { |hash| Jobgate.decode_base64url(hash, HASH_BYTES) }
     end
 
     # Each sealed pointer with its reference tokens and the value it names.
@@ -278,12 +306,49 @@ module Jobgate
       kid = envelope['kid']
       key = @signing_keys[kid]
       refuse('unknown-key', "no signing key #{kid.inspect[0, 80]}") unless key
-      message = Jobgate.canonicalize(envelope.reject { |name, _| name == 'sig' }).b
-      key.verify(Jobgate.decode_base64url(envelope['sig'], 64), message)
+      root = tree_root(leaf_hash(envelope), envelope['proof'])
+      refuse('bad-signature', "the proof's path does not fit its index and size") unless root
+      key.verify(Jobgate.decode_base64url(envelope['sig'], 64), TREE_LABEL + root)
     rescue ArgumentError
       refuse('bad-signature', 'the envelope holds a value with no canonical form')
     rescue RbNaCl::BadSignatureError
       refuse('bad-signature', "the signature does not verify with key #{kid}")
+    end
+
+    # The envelope's leaf: the hash of its canonical form without proof and sig, which are
+    # made after the tree they describe. Raises ArgumentError when there is no such form.
+    def leaf_hash(envelope)
+      signed = envelope.reject { |name, _| %w[proof sig].include?(name) }
+      Digest::SHA256.digest(LEAF_PREFIX + Jobgate.canonicalize(signed).b)
+    end
+
+    # The root that proof's path leads to from leaf, computed as RFC 9162 section 2.1.3.2
+    # verifies an inclusion proof; nil when the path is too long or too short for the
+    # proof's index and size. position and last follow the node and the tree's last node
+    # up, one level per hash.
+    def tree_root(leaf, proof)
+      position = proof['index']
+      last = proof['size'] - 1
+      root = leaf
+      proof['path'].each do |encoded|
+        return nil if last.zero?
+
+        sibling = Jobgate.decode_base64url(encoded, HASH_BYTES)
+        if position.odd? || position == last
+          root = node_hash(sibling, root)
+          # On the tree's right edge a node may have no sibling: it moves up as it is.
+          position, last = position >> 1, last >> 1 while position.even? && position.positive?
+        else
+          root = node_hash(root, sibling)
+        end
+        position >>= 1
+        last >>= 1
+      end
+      root if last.zero?
+    end
+
+    def node_hash(left, right)
+      Digest::SHA256.digest(NODE_PREFIX + left + right)
     end
 
     def check_context(envelope, class_name, queue, payload_class)

@@ -58,6 +58,7 @@
 #define DEFAULT_EXPIRES_AFTER_SECONDS ((json_int_t)7 * 24 * 60 * 60)
 #define MAX_EXPIRES_AFTER_SECONDS ((json_int_t)90 * 24 * 60 * 60)
 #define DEFAULT_SEAL_EPOCH_SECONDS 30
+#define DEFAULT_JOBS_PER_SIGNATURE 16
 #define MAX_SEAL_EPOCH_SECONDS 60
 #define DEFAULT_REDIS_HOST "127.0.0.1"
 #define DEFAULT_REDIS_NAMESPACE "resque"
@@ -1096,8 +1097,9 @@ static void load_sealing_key(struct loader *loader, struct config *config, void 
 /* How jobs are signed, how long they live, and the workers' keys secrets are sealed to. */
 static void load_envelope(struct loader *loader, const json_t *root, struct config *config)
 {
-    static const char *const keys[] = {"signing_key", "expires_after_seconds", "seal_epoch_seconds",
-                                       "sealing_keys", NULL};
+    static const char *const keys[] = {"signing_key",        "expires_after_seconds",
+                                       "seal_epoch_seconds", "jobs_per_signature",
+                                       "sealing_keys",       NULL};
     static const struct named_objects sealing_keys = {
         .key = "sealing_keys",
         .element_size = sizeof(struct config_sealing_key),
@@ -1112,6 +1114,7 @@ static void load_envelope(struct loader *loader, const json_t *root, struct conf
 
     envelope->expires_after_seconds = DEFAULT_EXPIRES_AFTER_SECONDS;
     envelope->seal_epoch_ms = (uint64_t)DEFAULT_SEAL_EPOCH_SECONDS * 1000;
+    envelope->jobs_per_signature = DEFAULT_JOBS_PER_SIGNATURE;
     json_t *object = member(loader, root, "envelope", JSON_OBJECT, 1);
     if (object == NULL)
         return;
@@ -1124,6 +1127,8 @@ static void load_envelope(struct loader *loader, const json_t *root, struct conf
         envelope->expires_after_seconds = number;
     if (read_integer(loader, object, "seal_epoch_seconds", 1, MAX_SEAL_EPOCH_SECONDS, &number) == 1)
         envelope->seal_epoch_ms = (uint64_t)number * 1000;
+    if (read_integer(loader, object, "jobs_per_signature", 1, MERKLE_MAX_LEAVES, &number) == 1)
+        envelope->jobs_per_signature = (size_t)number;
     envelope->sealing_key_count =
         load_named_objects(loader, object, &sealing_keys, config, &elements);
     envelope->sealing_keys = elements;

@@ -104,6 +104,7 @@ struct config_envelope {
     struct envelope_signer signer; /* the key read from signing_key.file, wiped when freed */
     int64_t expires_after_seconds; /* a job's exp is its iat plus this */
     uint64_t seal_epoch_ms;        /* how long one ephemeral sealing key lives */
+    size_t jobs_per_signature;     /* the most jobs one signature covers */
     struct config_sealing_key *sealing_keys;
     size_t sealing_key_count;
 };

@@ -2,11 +2,15 @@
  * gateway: routing and the enqueue pipeline; see gateway.h.
  *
  * An enqueue owns one struct enqueue, allocated in the request's pool. Every step
- * either passes or answers the request with a problem and stops; only the last step
- * goes asynchronous, and its answer comes back in on_stored().
+ * either passes or answers the request with a problem and stops. Steps 1 to 9 and the
+ * envelope's draft run in the handler; the drafts of one loop turn are then signed
+ * together (one signature over their Merkle tree, workers/ENVELOPE.md) when the turn's
+ * I/O is done, or as soon as a batch is full, and only then written. Redis's answer
+ * comes back in on_stored().
  */
 #include "gateway.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -40,7 +44,10 @@ struct enqueue {
     h2o_iovec_t class_name;
     const struct config_class *class_; /* set once the class is known to be allowed */
     char job_id[ENVELOPE_JOB_ID_LEN + 1];
-    struct store_op *op; /* set while Redis has the write */
+    struct envelope_draft draft;  /* its text is set from drafting until written */
+    h2o_linklist_t unsigned_link; /* in worker->unsigned_jobs while waiting to be signed */
+    size_t batch_index;           /* its leaf in the batch being written out */
+    struct store_op *op;          /* set while Redis has the write */
 };
 
 static struct worker *worker_of(h2o_req_t *req)
@@ -294,8 +301,8 @@ static void on_stored(void *data, enum store_status status)
     }
 }
 
-/* Steps 9 and 10: seal the secrets and sign the envelope; returns the payload or NULL. */
-static char *seal_and_sign(struct enqueue *enqueue, struct job *job, size_t *len)
+/* Steps 9 and 10, first half: seal the secrets and draft the envelope. */
+static int draft_envelope(struct enqueue *enqueue, struct job *job)
 {
     const struct config *config = enqueue->config;
     const struct config_queue *queue = enqueue->queue;
@@ -311,8 +318,8 @@ static char *seal_and_sign(struct enqueue *enqueue, struct job *job, size_t *len
         .signer = &config->envelope.signer,
     };
     enum envelope_status status;
-    char *payload;
 
+    envelope_new_job_id(enqueue->job_id);
     request.expires_at = request.issued_at + config->envelope.expires_after_seconds;
     if (queue->seal_to >= 0) {
         const struct config_sealing_key *key = &config->envelope.sealing_keys[queue->seal_to];
@@ -325,36 +332,111 @@ static char *seal_and_sign(struct enqueue *enqueue, struct job *job, size_t *len
         };
         request.recipient = &recipient;
     }
-    payload = envelope_build(job, &request, len, &status);
-    if (payload == NULL && status == ENVELOPE_NO_MEMORY)
-        reject(enqueue, PROBLEM_OVERLOADED, "out of memory; retry shortly");
-    else if (payload == NULL)
-        reject(enqueue, PROBLEM_INTERNAL, "nothing was written");
-    return payload;
+    status = envelope_draft(&enqueue->draft, job, &request);
+    job_release(job);
+    if (status == ENVELOPE_NO_MEMORY)
+        return reject(enqueue, PROBLEM_OVERLOADED, "out of memory; retry shortly");
+    if (status != ENVELOPE_OK)
+        return reject(enqueue, PROBLEM_INTERNAL, "nothing was written");
+    return 0;
 }
 
-/* Steps 9 to 11: seal, sign, and hand the payload to Redis. */
-static int store_job(struct enqueue *enqueue, struct job *job)
+/* Step 11: hand the signed payload to Redis. */
+static void store_job(struct enqueue *enqueue, const char *payload, size_t len)
 {
     enum store_status status;
-    char *payload;
-    size_t len;
-
-    envelope_new_job_id(enqueue->job_id);
-    payload = seal_and_sign(enqueue, job, &len);
-    job_release(job);
-    if (payload == NULL)
-        return -1;
 
     enqueue->op =
         store_enqueue(enqueue->worker->store, enqueue->queue->name, strlen(enqueue->queue->name),
                       payload, len, on_stored, enqueue, &status);
-    free(payload);
-    if (enqueue->op == NULL) {
+    if (enqueue->op == NULL)
         on_stored(enqueue, status);
-        return -1;
+}
+
+/* Takes enqueue off the list of jobs waiting to be signed and drops its draft. */
+static void forget_unsigned(struct enqueue *enqueue)
+{
+    h2o_linklist_unlink(&enqueue->unsigned_link);
+    enqueue->worker->unsigned_count--;
+    envelope_draft_release(&enqueue->draft);
+}
+
+/*
+ * Steps 10 and 11 for the oldest jobs waiting: as many as one signature may cover, all
+ * drafted under one config (so with one signing key), signed together and written.
+ * They move to a list of their own first: answering one job may dispose of others,
+ * which then take themselves off it.
+ */
+static void sign_waiting(struct worker *worker)
+{
+    const struct envelope_draft *drafts[MERKLE_MAX_LEAVES];
+    const struct config *config = NULL;
+    size_t count = 0, limit = MERKLE_MAX_LEAVES;
+    h2o_linklist_t batch;
+    int signed_ok;
+
+    h2o_linklist_init_anchor(&batch);
+    while (!h2o_linklist_is_empty(&worker->unsigned_jobs) && count < limit) {
+        struct enqueue *enqueue =
+            H2O_STRUCT_FROM_MEMBER(struct enqueue, unsigned_link, worker->unsigned_jobs.next);
+        if (config == NULL) {
+            config = enqueue->config;
+            limit = config->envelope.jobs_per_signature;
+        } else if (enqueue->config != config) {
+            break;
+        }
+        h2o_linklist_unlink(&enqueue->unsigned_link);
+        h2o_linklist_insert(&batch, &enqueue->unsigned_link);
+        enqueue->batch_index = count;
+        drafts[count++] = &enqueue->draft;
     }
-    return 0;
+    if (count == 0)
+        return;
+    worker->signing = 1;
+    signed_ok = envelope_batch_sign(worker->batch, drafts, count, &config->envelope.signer) == 0;
+
+    while (!h2o_linklist_is_empty(&batch)) {
+        struct enqueue *enqueue = H2O_STRUCT_FROM_MEMBER(struct enqueue, unsigned_link, batch.next);
+        size_t len = 0;
+        char *payload =
+            signed_ok
+                ? envelope_batch_payload(worker->batch, enqueue->batch_index, &enqueue->draft,
+                                         enqueue->class_name.base, enqueue->class_name.len, &len)
+                : NULL;
+        forget_unsigned(enqueue);
+        if (payload == NULL) {
+            reject(enqueue, signed_ok ? PROBLEM_OVERLOADED : PROBLEM_INTERNAL,
+                   signed_ok ? "out of memory; retry shortly" : "nothing was written");
+            continue;
+        }
+        store_job(enqueue, payload, len);
+        free(payload);
+    }
+    worker->signing = 0;
+}
+
+/* The loop turn's I/O is done: sign and write every job drafted in it. */
+static void on_sign_check(uv_check_t *check)
+{
+    struct worker *worker = check->data;
+
+    while (!h2o_linklist_is_empty(&worker->unsigned_jobs))
+        sign_waiting(worker);
+    uv_check_stop(check);
+}
+
+/* Puts a drafted job in line to be signed; a full batch is signed at once. */
+static void queue_for_signing(struct enqueue *enqueue)
+{
+    struct worker *worker = enqueue->worker;
+
+    h2o_linklist_insert(&worker->unsigned_jobs, &enqueue->unsigned_link);
+    worker->unsigned_count++;
+    /* A job that comes in while a batch is written out waits for the check. */
+    if (worker->unsigned_count >= enqueue->config->envelope.jobs_per_signature && !worker->signing)
+        sign_waiting(worker);
+    if (!h2o_linklist_is_empty(&worker->unsigned_jobs))
+        uv_check_start(&worker->sign_check, on_sign_check);
 }
 
 /* The request is gone (answered, or reset by the client): Redis's answer is not wanted. */
@@ -362,6 +444,8 @@ static void on_enqueue_disposed(void *data)
 {
     struct enqueue *enqueue = data;
 
+    if (h2o_linklist_is_linked(&enqueue->unsigned_link))
+        forget_unsigned(enqueue);
     if (enqueue->op != NULL)
         store_op_cancel(enqueue->op);
     config_release(enqueue->config);
@@ -382,9 +466,10 @@ static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
     enqueue->queue_name = queue_name;
 
     if (authenticate(enqueue) != 0 || authorize(enqueue) != 0 || check_body(enqueue) != 0 ||
-        parse_job(enqueue, &job) != 0 || validate_args(enqueue, &job) != 0)
+        parse_job(enqueue, &job) != 0 || validate_args(enqueue, &job) != 0 ||
+        draft_envelope(enqueue, &job) != 0)
         return;
-    store_job(enqueue, &job);
+    queue_for_signing(enqueue);
 }
 
 static void respond_json(h2o_req_t *req, int status, const char *reason, const char *json)
@@ -454,6 +539,12 @@ int gateway_on_request(h2o_handler_t *handler, h2o_req_t *req)
     return 0;
 }
 
+static void on_log_flush(uv_prepare_t *prepare)
+{
+    (void)prepare;
+    log_flush();
+}
+
 /* Ends every sealing epoch that is over, so its key is gone even when no job comes. */
 static void on_seal_timer(uv_timer_t *timer)
 {
@@ -492,11 +583,21 @@ int gateway_worker_init(struct worker *worker, const struct config *config, uv_l
     worker->sealer = NULL;
     worker->auth_cache = NULL;
     worker->store = NULL;
+    worker->batch = NULL;
     if (gateway_worker_use_config(worker, config) != 0)
         return -1;
     uv_timer_init(loop, &worker->seal_timer);
     worker->seal_timer.data = worker;
     uv_timer_start(&worker->seal_timer, on_seal_timer, SEAL_TIMER_MS, SEAL_TIMER_MS);
+    h2o_linklist_init_anchor(&worker->unsigned_jobs);
+    worker->unsigned_count = 0;
+    worker->signing = 0;
+    uv_check_init(loop, &worker->sign_check);
+    worker->sign_check.data = worker;
+    if ((worker->batch = envelope_batch_new()) == NULL)
+        return -1;
+    uv_prepare_init(loop, &worker->log_flush);
+    uv_prepare_start(&worker->log_flush, on_log_flush);
     if (config->auth.token_cache_entries > 0 &&
         (worker->auth_cache = auth_cache_new(config->auth.token_cache_entries)) == NULL)
         return -1;
@@ -509,6 +610,10 @@ void gateway_worker_dispose(struct worker *worker)
 {
     store_free(worker->store);
     uv_close((uv_handle_t *)&worker->seal_timer, NULL);
+    uv_close((uv_handle_t *)&worker->sign_check, NULL);
+    uv_close((uv_handle_t *)&worker->log_flush, NULL);
+    envelope_batch_free(worker->batch);
+    worker->batch = NULL;
     sealer_free(worker->sealer);
     worker->sealer = NULL;
     auth_cache_free(worker->auth_cache);

@@ -2,8 +2,9 @@
  * gateway: the request handler. Routes each request and walks an enqueue through
  * the pipeline of SPEC section 2, one call per step.
  *
- * A worker is the state of one event loop: its HTTP context, its Redis store and its
- * token cache. Nothing in it is shared between threads.
+ * A worker is the state of one event loop: its HTTP context, its Redis store, its token
+ * cache, its sealing epochs and the jobs waiting to be signed. Nothing in it is shared
+ * between threads.
  */
 #ifndef JOBGATE_GATEWAY_H
 #define JOBGATE_GATEWAY_H
@@ -12,6 +13,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "envelope.h"
 #include "seal.h"
 #include "store.h"
 
@@ -21,9 +23,15 @@ struct worker {
     struct auth_settings auth_settings;
     struct auth_cache *auth_cache;
     struct store *store;
-    struct sealer *sealer; /* this loop's sealing epochs, one slot per sealing key */
-    uv_timer_t seal_timer; /* wipes each epoch when it ends */
-    int draining;          /* SIGTERM: /readyz answers 503 while requests in flight finish */
+    struct sealer *sealer;        /* this loop's sealing epochs, one slot per sealing key */
+    uv_timer_t seal_timer;        /* wipes each epoch when it ends */
+    h2o_linklist_t unsigned_jobs; /* enqueues drafted in this loop turn, oldest first */
+    size_t unsigned_count;
+    uv_check_t sign_check;        /* signs them together once the turn's I/O is done */
+    struct envelope_batch *batch; /* the tree and signature being written out */
+    int signing;                  /* set while batch is in use, which nothing may re-enter */
+    uv_prepare_t log_flush;       /* writes the turn's log lines before the loop waits */
+    int draining;                 /* SIGTERM: /readyz answers 503 while requests in flight finish */
 };
 
 /*

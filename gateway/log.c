@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -13,6 +14,15 @@
 #include "text.h"
 
 #define LOG_LINE_MAX 2048
+/* A buffer holds whole lines only; PIPE_BUF-sized writes keep a pipe's lines apart. */
+#define LOG_BUFFER_BYTES 4096
+
+struct log_buffer {
+    size_t len;
+    char data[LOG_BUFFER_BYTES];
+};
+
+static __thread struct log_buffer *thread_buffer;
 
 static enum log_level minimum_level = LOG_INFO;
 
@@ -48,14 +58,52 @@ static void begin_line(struct text *line, enum log_level level, const char *even
     text_append_json_string(line, event, strlen(event));
 }
 
+static void write_out(const char *bytes, size_t len)
+{
+    if (write(STDERR_FILENO, bytes, len) < 0) {
+        /* Nowhere left to report a failure to log. */
+    }
+}
+
+void log_flush(void)
+{
+    struct log_buffer *buffer = thread_buffer;
+
+    if (buffer == NULL || buffer->len == 0)
+        return;
+    write_out(buffer->data, buffer->len);
+    buffer->len = 0;
+}
+
+int log_buffer_start(void)
+{
+    if (thread_buffer == NULL)
+        thread_buffer = calloc(1, sizeof(*thread_buffer));
+    return thread_buffer != NULL ? 0 : -1;
+}
+
+void log_buffer_stop(void)
+{
+    log_flush();
+    free(thread_buffer);
+    thread_buffer = NULL;
+}
+
 static void end_line(struct text *line)
 {
+    struct log_buffer *buffer = thread_buffer;
+
     text_append(line, "}\n", 2);
     if (line->overflowed)
         return;
-    if (write(STDERR_FILENO, line->base, line->len) < 0) {
-        /* Nowhere left to report a failure to log. */
+    if (buffer == NULL || line->len > LOG_BUFFER_BYTES) {
+        write_out(line->base, line->len);
+        return;
     }
+    if (line->len > LOG_BUFFER_BYTES - buffer->len)
+        log_flush();
+    memcpy(buffer->data + buffer->len, line->base, line->len);
+    buffer->len += line->len;
 }
 
 void log_message(enum log_level level, const char *event, const char *format, ...)

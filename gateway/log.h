@@ -1,9 +1,11 @@
 /*
  * log: one JSON line per event on standard error.
  *
- * Lines are levelled and written with a single write(2), so lines from several
- * threads never interleave. Nothing here ever receives job arguments, tokens or
- * secrets: callers pass only names, ids and numbers.
+ * Lines are levelled and written whole with a single write(2), so lines from several
+ * threads never interleave. A thread that serves requests may buffer its lines and
+ * write them in one go once per loop turn (log_buffer_start, log_flush), which spares a
+ * system call per request. Nothing here ever receives job arguments, tokens or secrets:
+ * callers pass only names, ids and numbers.
  */
 #ifndef JOBGATE_LOG_H
 #define JOBGATE_LOG_H
@@ -39,5 +41,17 @@ void log_message(enum log_level level, const char *event, const char *format, ..
     __attribute__((format(printf, 3, 4)));
 
 void log_request(const struct log_request *entry);
+
+/*
+ * From now on this thread's lines wait in a buffer until log_flush, or until the buffer
+ * is full. Returns 0, or -1 when out of memory (lines are then written at once).
+ */
+int log_buffer_start(void);
+
+/* Writes what this thread's buffer holds. */
+void log_flush(void);
+
+/* Flushes and frees this thread's buffer; lines are written at once again. */
+void log_buffer_stop(void);
 
 #endif

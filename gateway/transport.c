@@ -190,10 +190,14 @@ static void *run_thread(void *data)
 {
     struct thread *thread = data;
 
+    /* The worker flushes this thread's log lines once per loop turn. */
+    if (log_buffer_start() != 0)
+        log_message(LOG_WARN, "serve", "out of memory: this thread's log lines go unbuffered");
     uv_run(&thread->loop, UV_RUN_DEFAULT);
     /* One more turn runs the close callbacks that free the worker's store. */
     gateway_worker_dispose(&thread->worker);
     uv_run(&thread->loop, UV_RUN_NOWAIT);
+    log_buffer_stop();
     config_release(thread->pending);
     thread->pending = NULL;
     return NULL;

@@ -1198,9 +1198,10 @@ static void test_envelope_section_loads(void **state)
     unsigned char secret_key[crypto_sign_SECRETKEYBYTES];
     crypto_sign_seed_keypair(public_key, secret_key, fixture->signing_seed);
     assert_memory_equal(envelope->signer.secret_key, secret_key, sizeof secret_key);
-    /* Defaults: a week to live, 30-second epochs. */
+    /* Defaults: a week to live, 30-second epochs, 16 jobs to a signature. */
     assert_int_equal(envelope->expires_after_seconds, 604800);
     assert_int_equal(envelope->seal_epoch_ms, 30000);
+    assert_int_equal(envelope->jobs_per_signature, 16);
 
     assert_int_equal(envelope->sealing_key_count, 2);
     long workers = sealing_key_index(config, "workers");
@@ -1225,24 +1226,28 @@ static void test_envelope_settings_are_read(void **state)
     static const struct {
         const char *expires;
         const char *epoch;
+        const char *per_signature;
         int64_t expires_after_seconds;
         uint64_t seal_epoch_ms;
+        size_t jobs_per_signature;
     } cases[] = {
-        {"60", "1", 60, 1000},
-        {"7776000", "60", 7776000, 60000},
-        {"86400", "30", 86400, 30000},
+        {"60", "1", "1", 60, 1000, 1},
+        {"7776000", "60", "256", 7776000, 60000, 256},
+        {"86400", "30", "32", 86400, 30000, 32},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_t *root = base_document();
         set_member(root, "envelope", "expires_after_seconds", cases[i].expires);
         set_member(root, "envelope", "seal_epoch_seconds", cases[i].epoch);
+        set_member(root, "envelope", "jobs_per_signature", cases[i].per_signature);
         write_document(fixture, root);
         struct config *config = load(fixture);
         print_messages(fixture);
         assert_non_null(config);
         assert_int_equal(config->envelope.expires_after_seconds, cases[i].expires_after_seconds);
         assert_int_equal(config->envelope.seal_epoch_ms, cases[i].seal_epoch_ms);
+        assert_int_equal(config->envelope.jobs_per_signature, cases[i].jobs_per_signature);
         config_free(config);
     }
 }
@@ -1377,23 +1382,27 @@ static void test_envelope_out_of_range(void **state)
     json_t *root = base_document();
     set_member(root, "envelope", "seal_epoch_seconds", "61");
     set_member(root, "envelope", "expires_after_seconds", "59");
+    set_member(root, "envelope", "jobs_per_signature", "257");
     write_document(fixture, root);
     load_fails(fixture);
     assert_reported(fixture, "$.envelope.seal_epoch_seconds: must be from 1 to 60, not 61");
     assert_reported(fixture,
                     "$.envelope.expires_after_seconds: must be from 60 to 7776000, not 59");
-    assert_int_equal(fixture->message_count, 2);
+    assert_reported(fixture, "$.envelope.jobs_per_signature: must be from 1 to 256, not 257");
+    assert_int_equal(fixture->message_count, 3);
     clear_messages(fixture);
 
     root = base_document();
     set_member(root, "envelope", "seal_epoch_seconds", "0");
     set_member(root, "envelope", "expires_after_seconds", "7776001");
+    set_member(root, "envelope", "jobs_per_signature", "0");
     write_document(fixture, root);
     load_fails(fixture);
     assert_reported(fixture, "$.envelope.seal_epoch_seconds: must be from 1 to 60, not 0");
     assert_reported(fixture,
                     "$.envelope.expires_after_seconds: must be from 60 to 7776000, not 7776001");
-    assert_int_equal(fixture->message_count, 2);
+    assert_reported(fixture, "$.envelope.jobs_per_signature: must be from 1 to 256, not 0");
+    assert_int_equal(fixture->message_count, 3);
     clear_messages(fixture);
 
     expect_problem(fixture, "envelope", "seal_epoch_seconds", "0.5",

@@ -3,6 +3,7 @@
 #   enqueue  h2load POSTing jobs through the whole pipeline into Redis: token, policy,
 #            strict parse, schema, one sealed field, Ed25519 signature, Redis write
 #   light    the same with 20 requests in flight (about half the rate), for latency
+#   alone    the enqueue run again with every job signed alone (jobs_per_signature 1)
 #   floor    the same server answering GET /healthz (no auth, no parse, no Redis)
 #   redis    redis-benchmark RPUSH with 16-command pipelines
 # and prints req/s, p50/p99 latency, jobgate CPU microseconds per request and the
@@ -102,16 +103,32 @@ enqueue=$(run_h2load enqueue "http://127.0.0.1:$http_port/v1/queues/mailers/jobs
 half=$(clients=20 streams=1 run_h2load half "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
     -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
 floor=$(run_h2load floor "http://127.0.0.1:$http_port/healthz")
-written=$(redis-cli -p "$redis_port" llen resque:queue:mailers)
 # What was written is what a worker accepts: the last job verifies and opens.
 redis-cli -p "$redis_port" --raw lindex resque:queue:mailers -1 |
     "$jobgate" verify --keys "$work" --queue mailers >/dev/null
+written=$(redis-cli -p "$redis_port" llen resque:queue:mailers)
+redis-cli -p "$redis_port" del resque:queue:mailers >/dev/null
+
+# The same server, reloaded to sign every job alone: what signing jobs together saves.
+jq '.envelope.jobs_per_signature = 1' "$work/config.json" >"$work/alone.json"
+mv "$work/alone.json" "$work/config.json"
+kill -HUP "$jobgate_pid"
+for _ in $(seq 50); do
+    grep -q '"reloaded' "$work/jobgate.log" && break
+    sleep 0.1
+done
+alone=$(run_h2load alone "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
+    -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
+redis-cli -p "$redis_port" --raw lindex resque:queue:mailers -1 |
+    "$jobgate" verify --keys "$work" --queue mailers >/dev/null
+written=$((written + $(redis-cli -p "$redis_port" llen resque:queue:mailers)))
 redis_rate=$(redis-benchmark -p "$redis_port" -t rpush -P 16 -n 1000000 -q |
     grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)
 
 read -r enqueue_rate enqueue_p50 enqueue_p99 enqueue_cpu <<<"$enqueue"
 read -r half_rate half_p50 half_p99 half_cpu <<<"$half"
 read -r floor_rate floor_p50 floor_p99 floor_cpu <<<"$floor"
+read -r alone_rate alone_p50 alone_p99 alone_cpu <<<"$alone"
 echo "jobgate bench: $(date -u +%Y-%m-%d), $(nproc) cores, $threads jobgate threads," \
     "h2load -c $clients -m $streams, $requests requests, h2c"
 printf '%-8s %12s %9s %9s %12s %10s\n' path 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' 'of floor'
@@ -119,8 +136,10 @@ printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' enqueue "$enqueue_rate" "$enqueue_p5
     "$enqueue_p99" "$enqueue_cpu" "$(awk -v a="$enqueue_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
 printf '%-8s %12.0f %9s %9s %12s %9s\n' light "$half_rate" "$half_p50" "$half_p99" \
     "$half_cpu" -
+printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' alone "$alone_rate" "$alone_p50" "$alone_p99" \
+    "$alone_cpu" "$(awk -v a="$alone_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
 printf '%-8s %12.0f %9s %9s %12s %9s\n' floor "$floor_rate" "$floor_p50" "$floor_p99" \
     "$floor_cpu" '100%'
 printf '%-8s %12.0f %9s %9s %12s %9s\n' redis "$redis_rate" - - - -
-echo "jobs in Redis after both enqueue runs: $written of $((2 * requests))"
-[ "$written" -eq $((2 * requests)) ]
+echo "jobs in Redis after the three enqueue runs: $written of $((3 * requests))"
+[ "$written" -eq $((3 * requests)) ]

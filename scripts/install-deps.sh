@@ -11,6 +11,7 @@ packages=(
     redis-server redis-tools openssl curl jq nghttp2-client
     nodejs npm
     ruby ruby-rbnacl ruby-redis
+    python3 python3-h2
 )
 
 missing=()
@@ -37,7 +38,9 @@ fi
 # The end-to-end tests drive a real node-resque worker through the JavaScript kit.
 if [ "${1:-}" = test ]; then
     for dir in workers/node-resque tests/e2e; do
-        if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+        # npm writes node_modules/.package-lock.json last: without it the install is not whole.
+        installed="$dir/node_modules/.package-lock.json"
+        if [ ! -f "$installed" ] || [ "$dir/package-lock.json" -nt "$installed" ]; then
             (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
         fi
     done

@@ -3,10 +3,13 @@
  * Jobs that arrive together are signed together: one signature over the Merkle tree of
  * the jobs drafted in one loop turn, at most envelope.jobs_per_signature of them, with
  * each job's proof in its envelope. Every job still opens on its own, a lone job is
- * signed alone, and jobs_per_signature 1 signs every job alone.
+ * signed alone, jobs_per_signature 1 signs every job alone, and a job whose stream is
+ * reset while it waits to be signed leaves the rest of its batch whole.
  */
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
 const h = require('./lib/harness');
 
 const envs = [];
@@ -82,4 +85,40 @@ test('jobs_per_signature 1 signs every job alone', async () => {
   for (const [job] of groups.values()) {
     assert.deepEqual(job.envelope.proof, { index: 0, path: [], size: 1 });
   }
+});
+
+/*
+ * Sends count jobs on one connection with every other stream reset at once, through
+ * lib/h2_burst.py, so that each reset reaches jobgate in the same read as its job,
+ * while the job waits to be signed. Resolves the ids of the jobs answered 202.
+ */
+function burstWithResets(env, count) {
+  const [, port] = env.gate.base.replace('http://', '').split(':');
+  const output = execFileSync('/usr/bin/python3', [path.join(__dirname, 'lib', 'h2_burst.py'),
+    '127.0.0.1', port, '/v1/queues/mailers/jobs', env.token(), String(count), '2',
+    '{"class":"SendWelcomeEmail","args":[{"user_id":{n}}]}'], { encoding: 'utf8' });
+  const streams = JSON.parse(output);
+  for (const stream of streams.filter((s) => !s.reset)) assert.equal(stream.status, 202, stream.body);
+  return streams.filter((s) => s.status === 202).map((s) => JSON.parse(s.body).id);
+}
+
+test('streams reset while their jobs wait to be signed: the rest of the batch is written', async () => {
+  const env = envs[0];
+  await env.client.del('resque:queue:mailers');
+  const answered = await burstWithResets(env, 64);
+  assert.ok(answered.length >= 32);
+
+  // Every job answered 202 is in Redis and opens. A reset that came after its job was
+  // signed (the job filled a batch) was too late: that job is written too. The others
+  // never were.
+  const stored = await h.openQueue(env, 'mailers');
+  const storedIds = new Set(stored.map((job) => job.envelope.id));
+  for (const id of answered) assert.ok(storedIds.has(id), `job ${id} answered 202 is in Redis`);
+  assert.ok(stored.length < 64, `${stored.length} of 64 written: resets dropped jobs unsigned`);
+
+  // And jobgate goes on signing.
+  await env.client.del('resque:queue:mailers');
+  const ids = await burst(env, 8);
+  assert.deepEqual((await h.openQueue(env, 'mailers')).map((job) => job.envelope.id).sort(),
+    [...ids].sort());
 });

@@ -1257,7 +1257,7 @@ static void build_batch(size_t count, json_t **payloads)
         struct envelope_request request;
         struct job job;
 
-        snprintf(ids[i], sizeof(ids[i]), "01a23d8c-0000-7000-8000-00000000010%zu", i);
+        snprintf(ids[i], sizeof(ids[i]), "01a23d8c-0000-7000-8000-00000000010%c", (char)('0' + i));
         spec.id = ids[i];
         recipient = recipient_of(&spec);
         request = request_of(&spec, &recipient);

@@ -55,6 +55,16 @@
 #define MESSAGE_MAX_BYTES 2048
 
 #define DEFAULT_MAX_BODY_BYTES MIB
+#define DEFAULT_MAX_JOB_BYTES MIB
+#define DEFAULT_MAX_BATCH_JOBS 500
+#define MAX_BATCH_JOBS 10000
+#define DEFAULT_MAX_HEADER_BYTES 8192
+/* Above this a rate or a burst is no limit at all, and more likely a typo. */
+#define MAX_RATE 1000000000
+/* A Redis list of 2^40 jobs would need terabytes: any cap above it is a mistake. */
+#define MAX_QUEUE_DEPTH ((json_int_t)1 << 40)
+#define DEFAULT_IDEMPOTENCY_WINDOW_SECONDS ((json_int_t)24 * 60 * 60)
+#define MAX_IDEMPOTENCY_WINDOW_SECONDS ((json_int_t)30 * 24 * 60 * 60)
 #define DEFAULT_EXPIRES_AFTER_SECONDS ((json_int_t)7 * 24 * 60 * 60)
 #define MAX_EXPIRES_AFTER_SECONDS ((json_int_t)90 * 24 * 60 * 60)
 #define DEFAULT_SEAL_EPOCH_SECONDS 30
@@ -331,6 +341,76 @@ static void read_size(struct loader *loader, const json_t *object, const char *k
     json_int_t number;
     if (read_integer(loader, object, key, min, max, &number) == 1)
         *out = (size_t)number;
+}
+
+/*
+ * Reads an optional number member, integer or not, within [0, MAX_RATE]. Returns 1 and
+ * sets *out when it is present and valid, 0 when it is absent, -1 after reporting.
+ */
+static int read_rate_number(struct loader *loader, const json_t *object, const char *key,
+                            double *out)
+{
+    const json_t *value = json_object_get(object, key);
+    if (value == NULL)
+        return 0;
+    if (!json_is_number(value)) {
+        problem_at(loader, key, "must be a number, not %s", type_name(json_typeof(value)));
+        return -1;
+    }
+
+    double number = json_number_value(value);
+    if (number < 0 || number > MAX_RATE) {
+        if (json_is_integer(value))
+            problem_at(loader, key, "must be from 0 to %d, not %lld", MAX_RATE,
+                       (long long)json_integer_value(value));
+        else
+            problem_at(loader, key, "must be from 0 to %d, not %.15g", MAX_RATE, number);
+        return -1;
+    }
+    *out = number;
+    return 1;
+}
+
+/* One second's worth of a rate, at least 1: the burst when none is given. */
+static uint64_t one_second_of(double per_second)
+{
+    /* ceil() without libm: per_second is at most MAX_RATE, so the cast cannot overflow. */
+    uint64_t whole = (uint64_t)per_second;
+    if ((double)whole < per_second)
+        whole++;
+    return whole > 0 ? whole : 1;
+}
+
+/*
+ * Reads a rate from the members per_second_key (a number from 0, no limit, to MAX_RATE)
+ * and "burst" (an integer from 1 to MAX_RATE) of object. A burst left out is one
+ * second's worth of the rate given; what the object leaves out entirely keeps *rate's
+ * defaults.
+ */
+static void read_rate_members(struct loader *loader, const json_t *object,
+                              const char *per_second_key, struct config_rate *rate)
+{
+    double per_second;
+    if (read_rate_number(loader, object, per_second_key, &per_second) == 1) {
+        rate->per_second = per_second;
+        rate->burst = one_second_of(per_second);
+    }
+    read_u64(loader, object, "burst", 1, MAX_RATE, &rate->burst);
+}
+
+/* Reads the optional rate object {"per_second", "burst"} at member key into *rate. */
+static void read_rate(struct loader *loader, const json_t *object, const char *key,
+                      struct config_rate *rate)
+{
+    static const char *const keys[] = {"per_second", "burst", NULL};
+
+    json_t *rate_object = member(loader, object, key, JSON_OBJECT, 0);
+    if (rate_object == NULL)
+        return;
+    size_t mark = path_push_key(loader, key);
+    check_keys(loader, rate_object, keys);
+    read_rate_members(loader, rate_object, "per_second", rate);
+    path_pop(loader, mark);
 }
 
 /*
@@ -612,6 +692,11 @@ static void set_defaults(struct config *config)
     config->threads = default_threads();
 
     config->limits.max_body_bytes = (size_t)DEFAULT_MAX_BODY_BYTES;
+    config->limits.max_job_bytes = (size_t)DEFAULT_MAX_JOB_BYTES;
+    config->limits.max_batch_jobs = DEFAULT_MAX_BATCH_JOBS;
+    config->limits.max_header_bytes = DEFAULT_MAX_HEADER_BYTES;
+    config->limits.connection_resets = (struct config_rate){.per_second = 10, .burst = 100};
+    config->limits.address_failed_tokens = (struct config_rate){.per_second = 10, .burst = 50};
     config->limits.request_timeout_ms = 10000;
     config->limits.idle_timeout_ms = 30000;
     config->limits.handshake_timeout_ms = 5000;
@@ -625,6 +710,8 @@ static void set_defaults(struct config *config)
 
     config->auth.leeway_seconds = 30;
     config->auth.token_cache_entries = 4096;
+
+    config->idempotency.window_seconds = DEFAULT_IDEMPOTENCY_WINDOW_SECONDS;
 }
 
 /* The string defaults are filled in last, only where the config named nothing. */
@@ -643,8 +730,11 @@ static void load_threads(struct loader *loader, const json_t *root, struct confi
 
 static void load_limits(struct loader *loader, const json_t *root, struct config *config)
 {
-    static const char *const keys[] = {"max_body_bytes", "request_timeout_ms", "idle_timeout_ms",
-                                       "handshake_timeout_ms", NULL};
+    static const char *const keys[] = {"max_body_bytes",        "max_job_bytes",
+                                       "max_batch_jobs",        "max_header_bytes",
+                                       "request_timeout_ms",    "idle_timeout_ms",
+                                       "handshake_timeout_ms",  "connection_resets",
+                                       "address_failed_tokens", NULL};
     struct config_limits *limits = &config->limits;
 
     loader->body_limit_valid = 1;
@@ -661,10 +751,15 @@ static void load_limits(struct loader *loader, const json_t *root, struct config
     if (body_read == 1)
         limits->max_body_bytes = (size_t)body;
     loader->body_limit_valid = body_read >= 0;
+    read_size(loader, object, "max_job_bytes", 256, 64 * MIB, &limits->max_job_bytes);
+    read_size(loader, object, "max_batch_jobs", 1, MAX_BATCH_JOBS, &limits->max_batch_jobs);
+    read_size(loader, object, "max_header_bytes", 1024, 65536, &limits->max_header_bytes);
     read_u64(loader, object, "request_timeout_ms", 1, TIMEOUT_MAX_MS, &limits->request_timeout_ms);
     read_u64(loader, object, "idle_timeout_ms", 1, TIMEOUT_MAX_MS, &limits->idle_timeout_ms);
     read_u64(loader, object, "handshake_timeout_ms", 1, TIMEOUT_MAX_MS,
              &limits->handshake_timeout_ms);
+    read_rate(loader, object, "connection_resets", &limits->connection_resets);
+    read_rate(loader, object, "address_failed_tokens", &limits->address_failed_tokens);
     path_pop(loader, mark);
 }
 
@@ -976,9 +1071,9 @@ static void load_auth(struct loader *loader, const json_t *root, struct config *
 }
 
 /*
- * How to load one of the config's maps of names to objects ($.classes, $.queues): the
- * element type's size, the name check and its explanation, and the loader of one
- * member, called for every member that is an object.
+ * How to load one of the config's maps of names to objects ($.classes, $.queues,
+ * $.tenants): the element type's size, the name check and its explanation, and the
+ * loader of one member, called for every member that is an object.
  */
 struct named_objects {
     const char *key;
@@ -987,6 +1082,7 @@ struct named_objects {
     const char *invalid_name;
     const char *empty; /* the problem when the map is empty, or NULL when it may be */
     int optional;      /* the map may be left out */
+    size_t spare;      /* zeroed elements allocated after the map's, for the caller to add */
     void (*load)(struct loader *loader, struct config *config, void *element, const char *name,
                  const json_t *object);
 };
@@ -1006,7 +1102,7 @@ static size_t load_named_objects(struct loader *loader, const json_t *root,
     size_t count = json_object_size(object);
     if (count == 0 && kind->empty != NULL)
         problem(loader, "%s", kind->empty);
-    char *array = calloc(count > 0 ? count : 1, kind->element_size);
+    char *array = calloc(count + kind->spare > 0 ? count + kind->spare : 1, kind->element_size);
     if (array == NULL) {
         problem(loader, "out of memory");
         path_pop(loader, mark);
@@ -1372,25 +1468,26 @@ static void load_queue_tenants(struct loader *loader, const json_t *object,
                        "a tenant (1 to 128 bytes, no control characters)", &queue->tenants);
 }
 
-static void load_queue_body_limit(struct loader *loader, const json_t *object,
-                                  const struct config *config, struct config_queue *queue)
+/* A queue's or a tenant's own "max_body_bytes": the global limit is its default and ceiling. */
+static void read_body_limit(struct loader *loader, const json_t *object,
+                            const struct config *config, size_t *out)
 {
     json_int_t body;
-    queue->max_body_bytes = config->limits.max_body_bytes;
+    *out = config->limits.max_body_bytes;
     if (read_integer(loader, object, "max_body_bytes", 1, 64 * MIB, &body) != 1)
         return;
     if (loader->body_limit_valid && (size_t)body > config->limits.max_body_bytes)
         problem_at(loader, "max_body_bytes", "%lld is above $.limits.max_body_bytes (%zu)",
                    (long long)body, config->limits.max_body_bytes);
     else
-        queue->max_body_bytes = (size_t)body;
+        *out = (size_t)body;
 }
 
 static void load_queue(struct loader *loader, const json_t *object, struct config *config,
                        struct config_queue *queue)
 {
-    static const char *const keys[] = {"tier",           "classes", "tenants",
-                                       "max_body_bytes", "seal_to", NULL};
+    static const char *const keys[] = {"tier",      "classes", "tenants", "max_body_bytes",
+                                       "max_depth", "seal_to", NULL};
 
     check_keys(loader, (json_t *)object, keys);
     queue->seal_to = read_seal_to(loader, object, config);
@@ -1410,7 +1507,8 @@ static void load_queue(struct loader *loader, const json_t *object, struct confi
         "a class name (a Ruby constant path such as Billing::SendInvoice, at most 128 bytes)",
         &queue->classes);
     load_queue_tenants(loader, object, queue);
-    load_queue_body_limit(loader, object, config, queue);
+    read_body_limit(loader, object, config, &queue->max_body_bytes);
+    read_u64(loader, object, "max_depth", 0, MAX_QUEUE_DEPTH, &queue->max_depth);
 }
 
 /* Passes on a schema's own load problems, already "FILE: /pointer: reason". */
@@ -1502,6 +1600,99 @@ static void load_queues(struct loader *loader, const json_t *root, struct config
     config->queues = elements;
 }
 
+static void load_tenant(struct loader *loader, struct config *config, void *element,
+                        const char *name, const json_t *object)
+{
+    static const char *const keys[] = {"jobs_per_second", "burst", "max_body_bytes", NULL};
+    struct config_tenant *tenant = element;
+
+    tenant->name = copy_string(loader, name, strlen(name));
+    tenant->jobs = (struct config_rate){.per_second = 0, .burst = 1};
+    check_keys(loader, (json_t *)object, keys);
+    read_rate_members(loader, object, "jobs_per_second", &tenant->jobs);
+    read_body_limit(loader, object, config, &tenant->max_body_bytes);
+}
+
+/* Whether stored (NUL-terminated, or NULL when its copy failed) is the len bytes at name. */
+static int same_name(const char *stored, const char *name, size_t len)
+{
+    return stored != NULL && strlen(stored) == len && memcmp(stored, name, len) == 0;
+}
+
+/*
+ * The tenants the file names, then always the entry "*" for every other tenant: the
+ * file's own, moved to the end, or else one with no job rate and the global body limit.
+ */
+static void load_tenants(struct loader *loader, const json_t *root, struct config *config)
+{
+    static const struct named_objects tenants = {
+        .key = "tenants",
+        .element_size = sizeof(struct config_tenant),
+        .name_valid = valid_tenant,
+        .invalid_name = "invalid tenant name (1 to 128 bytes, no control characters)",
+        .optional = 1,
+        .spare = 1,
+        .load = load_tenant,
+    };
+    void *elements;
+
+    config->tenant_count = load_named_objects(loader, root, &tenants, config, &elements);
+    config->tenants = elements;
+    if (config->tenants == NULL)
+        config->tenants = calloc(1, sizeof *config->tenants);
+    if (config->tenants == NULL) {
+        problem(loader, "out of memory");
+        return;
+    }
+
+    struct config_tenant *list = config->tenants;
+    size_t count = config->tenant_count;
+    for (size_t i = 0; i < count; i++) {
+        if (same_name(list[i].name, ANY_TENANT, 1)) {
+            struct config_tenant any = list[i];
+            memmove(&list[i], &list[i + 1], (count - i - 1) * sizeof *list);
+            list[count - 1] = any;
+            return;
+        }
+    }
+    list[count] = (struct config_tenant){
+        .name = copy_string(loader, ANY_TENANT, 1),
+        .jobs = {.per_second = 0, .burst = 1},
+        .max_body_bytes = config->limits.max_body_bytes,
+    };
+    config->tenant_count = count + 1;
+}
+
+static void load_idempotency(struct loader *loader, const json_t *root, struct config *config)
+{
+    static const char *const keys[] = {"window_seconds", NULL};
+
+    json_t *object = member(loader, root, "idempotency", JSON_OBJECT, 0);
+    if (object == NULL)
+        return;
+    size_t mark = path_push_key(loader, "idempotency");
+    check_keys(loader, object, keys);
+    read_u64(loader, object, "window_seconds", 60, MAX_IDEMPOTENCY_WINDOW_SECONDS,
+             &config->idempotency.window_seconds);
+    path_pop(loader, mark);
+}
+
+/* The HTTP layer refuses bodies above the largest that any queue or tenant allows. */
+static void set_http_body_cap(struct config *config)
+{
+    size_t cap = 0;
+
+    for (size_t i = 0; i < config->queue_count; i++) {
+        if (config->queues[i].max_body_bytes > cap)
+            cap = config->queues[i].max_body_bytes;
+    }
+    for (size_t i = 0; i < config->tenant_count; i++) {
+        if (config->tenants[i].max_body_bytes > cap)
+            cap = config->tenants[i].max_body_bytes;
+    }
+    config->limits.http_body_cap = cap;
+}
+
 static void set_string_defaults(struct loader *loader, struct config *config)
 {
     set_string_default(loader, &config->redis.host, DEFAULT_REDIS_HOST);
@@ -1511,15 +1702,17 @@ static void set_string_defaults(struct loader *loader, struct config *config)
 
 static void load_root(struct loader *loader, json_t *root, struct config *config)
 {
-    static const char *const keys[] = {"threads",  "listen", "limits",  "redis",  "auth",
-                                       "envelope", "tiers",  "classes", "queues", NULL};
+    static const char *const keys[] = {"threads", "listen",   "limits",      "redis",
+                                       "auth",    "envelope", "tiers",       "classes",
+                                       "queues",  "tenants",  "idempotency", NULL};
 
     if (!expect_type(loader, root, JSON_OBJECT))
         return;
     check_keys(loader, root, keys);
 
-    /* Limits come before the queues, whose own body limits may not exceed the global one;
-     * sealing keys, tiers and classes come before the tiers and queues that name them. */
+    /* Limits come before the queues and tenants, whose own body limits may not exceed the
+     * global one; sealing keys, tiers and classes come before the tiers and queues that
+     * name them. */
     load_threads(loader, root, config);
     load_limits(loader, root, config);
     load_listen(loader, root, config);
@@ -1529,6 +1722,9 @@ static void load_root(struct loader *loader, json_t *root, struct config *config
     load_tiers(loader, root, config);
     load_classes(loader, root, config);
     load_queues(loader, root, config);
+    load_tenants(loader, root, config);
+    load_idempotency(loader, root, config);
+    set_http_body_cap(config);
     set_string_defaults(loader, config);
 }
 
@@ -1661,6 +1857,10 @@ void config_free(struct config *config)
         free_strings(queue->tenants, queue->tenant_count);
     }
     free(config->queues);
+
+    for (size_t i = 0; i < config->tenant_count; i++)
+        free(config->tenants[i].name);
+    free(config->tenants);
     free(config);
 }
 
@@ -1671,8 +1871,7 @@ const struct config_queue *config_find_queue(const struct config *config, const 
     if (config == NULL || name == NULL)
         return NULL;
     for (size_t i = 0; i < config->queue_count; i++) {
-        const char *queue_name = config->queues[i].name;
-        if (queue_name != NULL && strlen(queue_name) == len && memcmp(queue_name, name, len) == 0)
+        if (same_name(config->queues[i].name, name, len))
             return &config->queues[i];
     }
     return NULL;
@@ -1684,11 +1883,24 @@ const struct config_class *config_find_class(const struct config *config, const 
     if (config == NULL || name == NULL)
         return NULL;
     for (size_t i = 0; i < config->class_count; i++) {
-        const char *class_name = config->classes[i].name;
-        if (class_name != NULL && strlen(class_name) == len && memcmp(class_name, name, len) == 0)
+        if (same_name(config->classes[i].name, name, len))
             return &config->classes[i];
     }
     return NULL;
+}
+
+/* The last entry is "*", which every name not found before it falls back to. */
+const struct config_tenant *config_find_tenant(const struct config *config, const char *name)
+{
+    if (config == NULL || config->tenant_count == 0)
+        return NULL;
+    size_t named = config->tenant_count - 1;
+    size_t len = name != NULL ? strlen(name) : 0;
+    for (size_t i = 0; name != NULL && i < named; i++) {
+        if (same_name(config->tenants[i].name, name, len))
+            return &config->tenants[i];
+    }
+    return &config->tenants[named];
 }
 
 void config_retain(const struct config *config)
@@ -1713,6 +1925,28 @@ static int same_listener(const struct config_listener *a, const struct config_li
     return same_text(a->host, b->host) && a->port == b->port;
 }
 
+static int same_rate(const struct config_rate *a, const struct config_rate *b)
+{
+    return a->per_second == b->per_second && a->burst == b->burst;
+}
+
+/*
+ * Limits need a restart, all but the HTTP body cap, which follows the queues and tenants
+ * that a reload may change: the HTTP layer keeps the cap it started with, so a reload may
+ * lower the cap but never raise it.
+ */
+static int limits_reloadable(const struct config_limits *a, const struct config_limits *b)
+{
+    return a->max_body_bytes == b->max_body_bytes && b->http_body_cap <= a->http_body_cap &&
+           a->max_job_bytes == b->max_job_bytes && a->max_batch_jobs == b->max_batch_jobs &&
+           a->max_header_bytes == b->max_header_bytes &&
+           same_rate(&a->connection_resets, &b->connection_resets) &&
+           same_rate(&a->address_failed_tokens, &b->address_failed_tokens) &&
+           a->request_timeout_ms == b->request_timeout_ms &&
+           a->idle_timeout_ms == b->idle_timeout_ms &&
+           a->handshake_timeout_ms == b->handshake_timeout_ms;
+}
+
 int config_reloadable(const struct config *current, const struct config *next, const char **reason)
 {
     const struct config_redis *a = &current->redis, *b = &next->redis;
@@ -1725,10 +1959,7 @@ int config_reloadable(const struct config *current, const struct config *next, c
              !same_text(current->tls.certificate_file, next->tls.certificate_file) ||
              !same_text(current->tls.key_file, next->tls.key_file))
         *reason = "listen";
-    else if (current->limits.max_body_bytes != next->limits.max_body_bytes ||
-             current->limits.request_timeout_ms != next->limits.request_timeout_ms ||
-             current->limits.idle_timeout_ms != next->limits.idle_timeout_ms ||
-             current->limits.handshake_timeout_ms != next->limits.handshake_timeout_ms)
+    else if (!limits_reloadable(&current->limits, &next->limits))
         *reason = "limits";
     else if (!same_text(a->host, b->host) || a->port != b->port ||
              !same_text(a->username, b->username) || !same_text(a->password, b->password) ||

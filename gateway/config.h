@@ -43,6 +43,22 @@ struct config_class {
     struct schema *schema;
 };
 
+/*
+ * A GCRA budget (generic cell rate algorithm): on average per_second events a
+ * second, and up to burst of them at once. per_second 0 means no limit.
+ */
+struct config_rate {
+    double per_second;
+    uint64_t burst;
+};
+
+/* A tenant's limits. The entry named "*" covers every tenant not named. */
+struct config_tenant {
+    char *name;
+    struct config_rate jobs; /* jobs enqueued, counted across every replica (in Redis) */
+    size_t max_body_bytes;   /* defaults to limits.max_body_bytes */
+};
+
 struct config_queue {
     char *name;
     size_t tier;    /* index into config.tiers */
@@ -53,10 +69,17 @@ struct config_queue {
     int any_tenant;        /* "tenants": ["*"] */
     size_t max_body_bytes; /* never above config.limits.max_body_bytes */
     long seal_to; /* the queue's own "seal_to", else its tier's: a sealing key index, or -1 */
+    uint64_t max_depth; /* jobs the Redis list may hold before 503 queue-full; 0: no cap */
 };
 
 struct config_limits {
-    size_t max_body_bytes;       /* also the HTTP layer's own body cap */
+    size_t max_body_bytes;       /* the default for queues and tenants, and their ceiling */
+    size_t http_body_cap;        /* the largest any queue and tenant allow: the HTTP layer's cap */
+    size_t max_job_bytes;        /* one job's envelope, sealed values included, before signing */
+    size_t max_batch_jobs;       /* jobs in one batch request */
+    size_t max_header_bytes;     /* request header names and values, all together */
+    struct config_rate connection_resets; /* HTTP/2 streams a connection resets before answered */
+    struct config_rate address_failed_tokens; /* tokens from one address that fail verification */
     uint64_t request_timeout_ms; /* HTTP/1.1 request timeout */
     uint64_t idle_timeout_ms;    /* HTTP/2 idle timeout */
     uint64_t handshake_timeout_ms;
@@ -109,6 +132,10 @@ struct config_envelope {
     size_t sealing_key_count;
 };
 
+struct config_idempotency {
+    uint64_t window_seconds; /* how long an Idempotency-Key's first answer is kept */
+};
+
 struct config {
     _Atomic unsigned references; /* see config_retain */
     char *path;
@@ -125,6 +152,10 @@ struct config {
     size_t class_count;
     struct config_queue *queues;
     size_t queue_count;
+    /* Named tenants, then always a last entry "*" (unlimited unless the file sets one). */
+    struct config_tenant *tenants;
+    size_t tenant_count;
+    struct config_idempotency idempotency;
 };
 
 /*
@@ -160,6 +191,9 @@ int config_reloadable(const struct config *current, const struct config *next, c
 /* The class with this name, or NULL. name need not be NUL-terminated. */
 const struct config_class *config_find_class(const struct config *config, const char *name,
                                              size_t len);
+
+/* The tenant's own entry, else the "*" entry; never NULL. */
+const struct config_tenant *config_find_tenant(const struct config *config, const char *name);
 
 /* The queue with this name, or NULL. name need not be NUL-terminated. */
 const struct config_queue *config_find_queue(const struct config *config, const char *name,

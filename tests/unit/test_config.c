@@ -328,6 +328,24 @@ static void expect_problem(struct fixture *fixture, const char *dotted, const ch
     assert_only_problem(fixture, expected);
 }
 
+/* Writes root, loads it and expects it to load without a problem. */
+static struct config *load_document(struct fixture *fixture, json_t *root)
+{
+    write_document(fixture, root);
+    struct config *config = load(fixture);
+    print_messages(fixture);
+    assert_non_null(config);
+    assert_int_equal(fixture->message_count, 0);
+    return config;
+}
+
+static void assert_rate(const struct config_rate *rate, double per_second, uint64_t burst)
+{
+    if (rate->per_second != per_second || rate->burst != burst)
+        fail_msg("rate {%g, %llu}, expected {%g, %llu}", rate->per_second,
+                 (unsigned long long)rate->burst, per_second, (unsigned long long)burst);
+}
+
 static void test_base_config_loads(void **state)
 {
     struct fixture *fixture = *state;
@@ -430,6 +448,20 @@ static void test_defaults(void **state)
     assert_int_equal(config->auth.token_cache_entries, 4096);
     /* A queue without its own limit takes the global one. */
     assert_int_equal(config_find_queue(config, "invoices", 8)->max_body_bytes, 1024 * 1024);
+
+    assert_int_equal(config->limits.max_job_bytes, 1024 * 1024);
+    assert_int_equal(config->limits.max_batch_jobs, 500);
+    assert_int_equal(config->limits.max_header_bytes, 8192);
+    assert_rate(&config->limits.connection_resets, 10, 100);
+    assert_rate(&config->limits.address_failed_tokens, 10, 50);
+    assert_int_equal(config->limits.http_body_cap, 1024 * 1024);
+    assert_int_equal(config->idempotency.window_seconds, 86400);
+    assert_int_equal(config_find_queue(config, "invoices", 8)->max_depth, 0);
+    /* No tenants: only "*", with no job rate and the global body limit. */
+    assert_int_equal(config->tenant_count, 1);
+    assert_string_equal(config->tenants[0].name, "*");
+    assert_rate(&config->tenants[0].jobs, 0, 1);
+    assert_int_equal(config->tenants[0].max_body_bytes, 1024 * 1024);
     config_free(config);
 }
 
@@ -442,7 +474,12 @@ static void test_every_setting_is_read(void **state)
     set_member(root, "listen", "cleartext", "\"[::1]:9090\"");
     set_member(root, "", "limits",
                "{\"max_body_bytes\": 2097152, \"request_timeout_ms\": 11,"
-               " \"idle_timeout_ms\": 12, \"handshake_timeout_ms\": 13}");
+               " \"idle_timeout_ms\": 12, \"handshake_timeout_ms\": 13,"
+               " \"max_job_bytes\": 4096, \"max_batch_jobs\": 7, \"max_header_bytes\": 2048,"
+               " \"connection_resets\": {\"per_second\": 0.5, \"burst\": 3},"
+               " \"address_failed_tokens\": {\"per_second\": 0, \"burst\": 9}}");
+    set_member(root, "", "idempotency", "{\"window_seconds\": 600}");
+    set_member(root, "queues.mailers", "max_depth", "250");
     set_member(root, "", "redis",
                "{\"host\": \"redis.internal\", \"port\": 6380, \"username\": \"jobgate\","
                " \"password_file\": \"secrets/redis.txt\", \"namespace\": \"resque:prod.v2\","
@@ -463,6 +500,14 @@ static void test_every_setting_is_read(void **state)
     assert_int_equal(config->limits.request_timeout_ms, 11);
     assert_int_equal(config->limits.idle_timeout_ms, 12);
     assert_int_equal(config->limits.handshake_timeout_ms, 13);
+    assert_int_equal(config->limits.max_job_bytes, 4096);
+    assert_int_equal(config->limits.max_batch_jobs, 7);
+    assert_int_equal(config->limits.max_header_bytes, 2048);
+    assert_rate(&config->limits.connection_resets, 0.5, 3);
+    assert_rate(&config->limits.address_failed_tokens, 0, 9);
+    assert_int_equal(config->idempotency.window_seconds, 600);
+    assert_int_equal(config_find_queue(config, "mailers", 7)->max_depth, 250);
+    assert_int_equal(config_find_queue(config, "invoices", 8)->max_depth, 0);
     assert_string_equal(config->redis.host, "redis.internal");
     assert_int_equal(config->redis.port, 6380);
     assert_string_equal(config->redis.username, "jobgate");
@@ -1083,6 +1128,448 @@ static void test_queue_body_limit_above_global(void **state)
                    "(1048576)");
 }
 
+/* A burst left out is one second's worth of the rate given; with neither, the defaults. */
+static void test_rate_burst_defaults(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *rate;
+        struct config_rate resets, tokens;
+    } cases[] = {
+        {"{}", {10, 100}, {10, 50}},
+        {"{\"per_second\": 20}", {20, 20}, {20, 20}},
+        {"{\"per_second\": 2.5}", {2.5, 3}, {2.5, 3}},
+        {"{\"per_second\": 0.001}", {0.001, 1}, {0.001, 1}},
+        {"{\"per_second\": 0}", {0, 1}, {0, 1}},
+        {"{\"burst\": 7}", {10, 7}, {10, 7}},
+        {"{\"per_second\": 1000000000, \"burst\": 1000000000}",
+         {1e9, 1000000000},
+         {1e9, 1000000000}},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *root = base_document();
+        set_member(root, "limits", "connection_resets", cases[i].rate);
+        set_member(root, "limits", "address_failed_tokens", cases[i].rate);
+        struct config *config = load_document(fixture, root);
+        assert_rate(&config->limits.connection_resets, cases[i].resets.per_second,
+                    cases[i].resets.burst);
+        assert_rate(&config->limits.address_failed_tokens, cases[i].tokens.per_second,
+                    cases[i].tokens.burst);
+        config_free(config);
+    }
+}
+
+/* A tenant's rate follows the same rule, but has no rate unless it sets one. */
+static void test_tenant_burst_defaults(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "tenants",
+               "{\"a\": {}, \"b\": {\"jobs_per_second\": 2.5}, \"c\": {\"burst\": 9},"
+               " \"d\": {\"jobs_per_second\": 0}, \"e\": {\"jobs_per_second\": 40, \"burst\": 5}}");
+    struct config *config = load_document(fixture, root);
+
+    assert_rate(&config_find_tenant(config, "a")->jobs, 0, 1);
+    assert_rate(&config_find_tenant(config, "b")->jobs, 2.5, 3);
+    assert_rate(&config_find_tenant(config, "c")->jobs, 0, 9);
+    assert_rate(&config_find_tenant(config, "d")->jobs, 0, 1);
+    assert_rate(&config_find_tenant(config, "e")->jobs, 40, 5);
+    config_free(config);
+}
+
+static void test_limits_bounds_are_allowed(void **state)
+{
+    struct fixture *fixture = *state;
+    static const char *const limits[] = {
+        "{\"max_job_bytes\": 256, \"max_batch_jobs\": 1, \"max_header_bytes\": 1024}",
+        "{\"max_job_bytes\": 67108864, \"max_batch_jobs\": 10000, \"max_header_bytes\": 65536}",
+    };
+
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        json_t *root = base_document();
+        set_member(root, "", "limits", limits[i]);
+        set_member(root, "", "idempotency",
+                   i == 0 ? "{\"window_seconds\": 60}" : "{\"window_seconds\": 2592000}");
+        set_member(root, "queues.invoices", "max_depth", i == 0 ? "0" : "1099511627776");
+        struct config *config = load_document(fixture, root);
+        assert_int_equal(config->limits.max_job_bytes, i == 0 ? 256 : 64 * 1024 * 1024);
+        assert_int_equal(config->limits.max_batch_jobs, i == 0 ? 1 : 10000);
+        assert_int_equal(config->limits.max_header_bytes, i == 0 ? 1024 : 65536);
+        assert_int_equal(config->idempotency.window_seconds, i == 0 ? 60 : 2592000);
+        assert_int_equal(config_find_queue(config, "invoices", 8)->max_depth,
+                         i == 0 ? 0 : (uint64_t)1 << 40);
+        config_free(config);
+    }
+}
+
+static void test_limits_out_of_range(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *dotted;
+        const char *key;
+        const char *low;
+        const char *high;
+        const char *range;
+    } cases[] = {
+        {"limits", "max_job_bytes", "255", "67108865", "256 to 67108864"},
+        {"limits", "max_batch_jobs", "0", "10001", "1 to 10000"},
+        {"limits", "max_header_bytes", "1023", "65537", "1024 to 65536"},
+        {"limits.connection_resets", "per_second", "-1", "1000000001", "0 to 1000000000"},
+        {"limits.connection_resets", "burst", "0", "1000000001", "1 to 1000000000"},
+        {"limits.address_failed_tokens", "per_second", "-1", "1000000001", "0 to 1000000000"},
+        {"limits.address_failed_tokens", "burst", "0", "1000000001", "1 to 1000000000"},
+        {"idempotency", "window_seconds", "59", "2592001", "60 to 2592000"},
+        {"queues.mailers", "max_depth", "-1", "1099511627777", "0 to 1099511627776"},
+        {"tenants.acme", "jobs_per_second", "-1", "1000000001", "0 to 1000000000"},
+        {"tenants.acme", "burst", "0", "1000000001", "1 to 1000000000"},
+        {"tenants.acme", "max_body_bytes", "0", "67108865", "1 to 67108864"},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int high = 0; high <= 1; high++) {
+            const char *value = high ? cases[i].high : cases[i].low;
+            json_t *root = base_document();
+            set_member(root, "limits", "connection_resets", "{}");
+            set_member(root, "limits", "address_failed_tokens", "{}");
+            set_member(root, "", "idempotency", "{}");
+            set_member(root, "", "tenants", "{\"acme\": {}}");
+            /* The global body limit at its most, so that only the range is at fault. */
+            set_member(root, "limits", "max_body_bytes", "67108864");
+            set_member(root, cases[i].dotted, cases[i].key, value);
+            write_document(fixture, root);
+            char expected[256];
+            snprintf(expected, sizeof expected, "$.%s.%s: must be from %s, not %s", cases[i].dotted,
+                     cases[i].key, cases[i].range, value);
+            load_fails(fixture);
+            assert_only_problem(fixture, expected);
+            clear_messages(fixture);
+        }
+    }
+}
+
+/* A rate need not be an integer, and one out of range is shown as it was written. */
+static void test_rate_out_of_range_fractions(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "limits", "connection_resets", "{\"per_second\": -0.5}");
+    set_member(root, "limits", "address_failed_tokens", "{\"per_second\": 1e10}");
+    set_member(root, "", "tenants", "{\"*\": {\"jobs_per_second\": 1000000000.5}}");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(
+        fixture, "$.limits.connection_resets.per_second: must be from 0 to 1000000000, not -0.5");
+    assert_reported(fixture, "$.limits.address_failed_tokens.per_second: must be from 0 to "
+                             "1000000000, not 10000000000");
+    assert_reported(fixture, "$.tenants[\"*\"].jobs_per_second: must be from 0 to 1000000000, "
+                             "not 1000000000.5");
+    assert_int_equal(fixture->message_count, 3);
+}
+
+static void test_limits_wrong_types(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "limits", "max_job_bytes", "\"1048576\"");
+    set_member(root, "limits", "max_batch_jobs", "500.0");
+    set_member(root, "limits", "max_header_bytes", "null");
+    set_member(root, "limits", "connection_resets", "10");
+    set_member(root, "limits", "address_failed_tokens", "{\"per_second\": \"10\", \"burst\": 1.5}");
+    set_member(root, "", "idempotency", "86400");
+    set_member(root, "queues.mailers", "max_depth", "\"1000\"");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.limits.max_job_bytes: must be an integer, not a string");
+    assert_reported(fixture, "$.limits.max_batch_jobs: must be an integer, not a number with a "
+                             "fraction or an exponent");
+    assert_reported(fixture, "$.limits.max_header_bytes: must be an integer, not null");
+    assert_reported(fixture, "$.limits.connection_resets: must be an object, not an integer");
+    assert_reported(fixture,
+                    "$.limits.address_failed_tokens.per_second: must be a number, not a string");
+    assert_reported(fixture, "$.limits.address_failed_tokens.burst: must be an integer, not a "
+                             "number with a fraction or an exponent");
+    assert_reported(fixture, "$.idempotency: must be an object, not an integer");
+    assert_reported(fixture, "$.queues.mailers.max_depth: must be an integer, not a string");
+    assert_int_equal(fixture->message_count, 8);
+}
+
+static void test_tenants_wrong_types(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "tenants", "[\"acme\"]");
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_only_problem(fixture, "$.tenants: must be an object, not an array");
+    clear_messages(fixture);
+
+    root = base_document();
+    set_member(root, "", "tenants",
+               "{\"acme\": 100, \"*\": {\"jobs_per_second\": true, \"burst\": \"2\","
+               " \"max_body_bytes\": 1.5}}");
+    write_document(fixture, root);
+    load_fails(fixture);
+    assert_reported(fixture, "$.tenants.acme: must be an object, not an integer");
+    assert_reported(fixture, "$.tenants[\"*\"].jobs_per_second: must be a number, not a boolean");
+    assert_reported(fixture, "$.tenants[\"*\"].burst: must be an integer, not a string");
+    assert_reported(fixture, "$.tenants[\"*\"].max_body_bytes: must be an integer, not a number "
+                             "with a fraction or an exponent");
+    assert_int_equal(fixture->message_count, 4);
+}
+
+static void test_new_unknown_keys(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "limits", "connection_resets", "{\"rate\": 1}");
+    set_member(root, "limits", "max_jobs", "1");
+    set_member(root, "", "idempotency", "{\"window\": 60}");
+    /* A tenant's rate is spelled jobs_per_second, not per_second. */
+    set_member(root, "", "tenants", "{\"acme\": {\"per_second\": 5}, \"*\": {\"depth\": 1}}");
+    set_member(root, "queues.reports", "depth", "1");
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.limits.connection_resets.rate: unknown key");
+    assert_reported(fixture, "$.limits.max_jobs: unknown key");
+    assert_reported(fixture, "$.idempotency.window: unknown key");
+    assert_reported(fixture, "$.tenants.acme.per_second: unknown key");
+    assert_reported(fixture, "$.tenants[\"*\"].depth: unknown key");
+    assert_reported(fixture, "$.queues.reports.depth: unknown key");
+    assert_int_equal(fixture->message_count, 6);
+}
+
+static void test_bad_tenant_names(void **state)
+{
+    struct fixture *fixture = *state;
+    char too_long[130], longest[129];
+    memset(too_long, 'a', sizeof too_long - 1);
+    too_long[sizeof too_long - 1] = '\0';
+    memset(longest, 'b', sizeof longest - 1);
+    longest[sizeof longest - 1] = '\0';
+    json_t *root = base_document();
+    json_t *tenants = json_object();
+    assert_int_equal(json_object_set_new(tenants, "", json_object()), 0);
+    assert_int_equal(json_object_set_new(tenants, "a\tb", json_object()), 0);
+    assert_int_equal(json_object_set_new(tenants, too_long, json_object()), 0);
+    assert_int_equal(json_object_set_new(tenants, longest, json_object()), 0);
+    assert_int_equal(json_object_set_new(root, "tenants", tenants), 0);
+    write_document(fixture, root);
+
+    load_fails(fixture);
+    assert_reported(fixture, "$.tenants[\"\"]: invalid tenant name (1 to 128 bytes, no control "
+                             "characters)");
+    assert_reported(fixture, "$.tenants[\"a\\x09b\"]: invalid tenant name (1 to 128 bytes, no "
+                             "control characters)");
+    /* The path shows a long name cut to its first 64 bytes. */
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "$.tenants[\"%.64s\"...]: invalid tenant name (1 to 128 bytes, no control "
+             "characters)",
+             too_long);
+    assert_reported(fixture, expected);
+    assert_int_equal(fixture->message_count, 3);
+}
+
+static void test_tenants_are_read(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "limits", "max_body_bytes", "2097152");
+    /* "*" in the middle: it is stored last, after the named tenants in the file's order. */
+    set_member(
+        root, "", "tenants",
+        "{\"acme\": {\"jobs_per_second\": 5000, \"burst\": 10000, \"max_body_bytes\": 262144},"
+        " \"*\": {\"jobs_per_second\": 1000, \"burst\": 2000},"
+        " \"globex corp\": {\"jobs_per_second\": 0.5}}");
+    struct config *config = load_document(fixture, root);
+
+    assert_int_equal(config->tenant_count, 3);
+    assert_string_equal(config->tenants[0].name, "acme");
+    assert_rate(&config->tenants[0].jobs, 5000, 10000);
+    assert_int_equal(config->tenants[0].max_body_bytes, 262144);
+    assert_string_equal(config->tenants[1].name, "globex corp");
+    assert_rate(&config->tenants[1].jobs, 0.5, 1);
+    assert_int_equal(config->tenants[1].max_body_bytes, 2097152);
+    assert_string_equal(config->tenants[2].name, "*");
+    assert_rate(&config->tenants[2].jobs, 1000, 2000);
+    assert_int_equal(config->tenants[2].max_body_bytes, 2097152);
+    config_free(config);
+}
+
+static void test_any_tenant_is_added_when_missing(void **state)
+{
+    struct fixture *fixture = *state;
+    static const char *const tenants[] = {
+        "{}",
+        "{\"acme\": {\"jobs_per_second\": 5, \"max_body_bytes\": 1000}}",
+    };
+
+    for (size_t i = 0; i < sizeof tenants / sizeof tenants[0]; i++) {
+        json_t *root = base_document();
+        set_member(root, "limits", "max_body_bytes", "3000000");
+        set_member(root, "", "tenants", tenants[i]);
+        struct config *config = load_document(fixture, root);
+        assert_int_equal(config->tenant_count, i + 1);
+        const struct config_tenant *any = &config->tenants[i];
+        assert_string_equal(any->name, "*");
+        assert_rate(&any->jobs, 0, 1);
+        assert_int_equal(any->max_body_bytes, 3000000);
+        config_free(config);
+    }
+}
+
+static void test_find_tenant(void **state)
+{
+    struct fixture *fixture = *state;
+    json_t *root = base_document();
+    set_member(root, "", "tenants",
+               "{\"acme\": {\"jobs_per_second\": 1}, \"acme-eu\": {\"jobs_per_second\": 2},"
+               " \"*\": {\"jobs_per_second\": 3}}");
+    struct config *config = load_document(fixture, root);
+
+    assert_string_equal(config_find_tenant(config, "acme")->name, "acme");
+    assert_string_equal(config_find_tenant(config, "acme-eu")->name, "acme-eu");
+    static const char *const others[] = {"acm", "acme-e", "acmex", "ACME", "", "*", "globex"};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        const struct config_tenant *tenant = config_find_tenant(config, others[i]);
+        assert_non_null(tenant);
+        assert_string_equal(tenant->name, "*");
+        assert_rate(&tenant->jobs, 3, 3);
+    }
+    assert_string_equal(config_find_tenant(config, NULL)->name, "*");
+    config_free(config);
+
+    /* Without a "*" of the file's, the tenants not named find the one added. */
+    root = base_document();
+    set_member(root, "", "tenants", "{\"acme\": {\"jobs_per_second\": 1}}");
+    config = load_document(fixture, root);
+    assert_rate(&config_find_tenant(config, "acme")->jobs, 1, 1);
+    assert_string_equal(config_find_tenant(config, "globex")->name, "*");
+    assert_rate(&config_find_tenant(config, "globex")->jobs, 0, 1);
+    config_free(config);
+}
+
+static void test_tenant_body_limit_above_global(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "", "tenants", "{\"*\": {\"max_body_bytes\": 1048577}}",
+                   "$.tenants[\"*\"].max_body_bytes: 1048577 is above $.limits.max_body_bytes "
+                   "(1048576)");
+}
+
+/* The HTTP layer's cap is the largest body any queue or tenant, "*" included, allows. */
+static void test_http_body_cap(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *tenants;
+        size_t cap;
+    } cases[] = {
+        /* The "*" added takes the global limit. */
+        {NULL, 4194304},
+        {"{\"acme\": {\"max_body_bytes\": 100}}", 4194304},
+        /* A queue's limit above every tenant's. */
+        {"{\"*\": {\"max_body_bytes\": 1000}}", 65536},
+        {"{\"acme\": {\"max_body_bytes\": 300000}, \"*\": {\"max_body_bytes\": 1000}}", 300000},
+        {"{\"acme\": {}, \"*\": {\"max_body_bytes\": 1000}}", 4194304},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *root = base_document();
+        set_member(root, "limits", "max_body_bytes", "4194304");
+        set_member(root, "queues.invoices", "max_body_bytes", "1000");
+        set_member(root, "queues.mailers", "max_body_bytes", "65536");
+        if (cases[i].tenants != NULL)
+            set_member(root, "", "tenants", cases[i].tenants);
+        struct config *config = load_document(fixture, root);
+        assert_int_equal(config->limits.max_body_bytes, 4194304);
+        assert_int_equal(config->limits.http_body_cap, cases[i].cap);
+        config_free(config);
+    }
+}
+
+/*
+ * Loads the base config with tenants, an idempotency window and queue body limits of at
+ * most 100000 bytes, and then one member changed (removed when value is NULL).
+ */
+static struct config *load_changed(struct fixture *fixture, const char *dotted, const char *key,
+                                   const char *value)
+{
+    json_t *root = base_document();
+    set_member(root, "", "tenants",
+               "{\"acme\": {\"jobs_per_second\": 100, \"max_body_bytes\": 50000},"
+               " \"*\": {\"max_body_bytes\": 1000}}");
+    set_member(root, "", "idempotency", "{\"window_seconds\": 3600}");
+    set_member(root, "queues.invoices", "max_body_bytes", "100000");
+    set_member(root, "queues.mailers", "max_body_bytes", "65536");
+    if (dotted != NULL)
+        set_member(root, dotted, key, value);
+    return load_document(fixture, root);
+}
+
+static void test_reloadable(void **state)
+{
+    struct fixture *fixture = *state;
+    static const struct {
+        const char *dotted;
+        const char *key;
+        const char *value;
+        const char *reason; /* NULL: reloadable */
+    } cases[] = {
+        {NULL, NULL, NULL, NULL},
+        {"", "tenants", NULL, "limits"}, /* the "*" added allows the global body limit */
+        {"", "tenants", "{\"*\": {\"max_body_bytes\": 1000}}", NULL},
+        {"tenants", "acme", "{\"jobs_per_second\": 1, \"burst\": 1, \"max_body_bytes\": 10}", NULL},
+        {"tenants", "globex", "{\"jobs_per_second\": 7, \"max_body_bytes\": 5000}", NULL},
+        {"tenants", "globex", "{\"jobs_per_second\": 7}", "limits"},
+        {"", "idempotency", NULL, NULL},
+        {"idempotency", "window_seconds", "60", NULL},
+        {"queues.mailers", "max_depth", "1000", NULL},
+        /* The body cap may come down, or stay, but not go up. */
+        {"queues.invoices", "max_body_bytes", "90000", NULL},
+        {"queues.invoices", "max_body_bytes", "65536", NULL},
+        {"queues.invoices", "max_body_bytes", "100001", "limits"},
+        {"tenants", "acme", "{\"max_body_bytes\": 100001}", "limits"},
+        {"tenants", "acme", "{\"max_body_bytes\": 100000}", NULL},
+        {"limits", "max_body_bytes", "1048577", "limits"},
+        {"limits", "max_job_bytes", "1048577", "limits"},
+        {"limits", "max_batch_jobs", "499", "limits"},
+        {"limits", "max_header_bytes", "8193", "limits"},
+        {"limits", "connection_resets", "{\"per_second\": 10.5, \"burst\": 100}", "limits"},
+        {"limits", "connection_resets", "{\"per_second\": 10, \"burst\": 101}", "limits"},
+        {"limits", "connection_resets", "{\"per_second\": 10, \"burst\": 100}", NULL},
+        {"limits", "address_failed_tokens", "{\"per_second\": 11, \"burst\": 50}", "limits"},
+        {"limits", "address_failed_tokens", "{\"per_second\": 10, \"burst\": 49}", "limits"},
+        {"limits", "address_failed_tokens", "{\"per_second\": 10, \"burst\": 50}", NULL},
+        {"limits", "request_timeout_ms", "10001", "limits"},
+        {"", "threads", "3", "threads"},
+    };
+    struct config *current = load_changed(fixture, NULL, NULL, NULL);
+    assert_int_equal(current->limits.http_body_cap, 100000);
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config *next = load_changed(fixture, cases[i].dotted, cases[i].key, cases[i].value);
+        const char *reason = "unset";
+        int reloadable = config_reloadable(current, next, &reason);
+        if (cases[i].reason == NULL) {
+            if (!reloadable)
+                fail_msg("case %zu (%s): refused for %s", i, cases[i].key, reason);
+            assert_null(reason);
+        } else {
+            if (reloadable)
+                fail_msg("case %zu (%s): reloadable", i, cases[i].key);
+            assert_string_equal(reason, cases[i].reason);
+        }
+        config_free(next);
+    }
+    config_free(current);
+}
+
 static void test_duplicate_json_keys(void **state)
 {
     struct fixture *fixture = *state;
@@ -1632,6 +2119,14 @@ static void test_example_config_loads(void **state)
     assert_int_equal(config->envelope.sealing_key_count, 1);
     assert_string_equal(config->envelope.sealing_keys[0].kid, "dev-workers");
     assert_int_equal(config_find_queue(config, "invoices", 8)->seal_to, 0);
+    assert_int_equal(config_find_queue(config, "mailers", 7)->max_depth, 1000000);
+    assert_int_equal(config_find_queue(config, "invoices", 8)->max_depth, 0);
+    assert_int_equal(config->tenant_count, 1);
+    const struct config_tenant *acme = config_find_tenant(config, "acme");
+    assert_string_equal(acme->name, "*");
+    assert_rate(&acme->jobs, 2000, 4000);
+    assert_int_equal(acme->max_body_bytes, 1048576);
+    assert_int_equal(config->limits.http_body_cap, 1048576);
     config_free(config);
 }
 
@@ -1704,7 +2199,17 @@ static void assert_same_config(const struct config *expected, const struct confi
         assert_int_equal(want->any_tenant, got->any_tenant);
         assert_int_equal(want->max_body_bytes, got->max_body_bytes);
         assert_int_equal(want->seal_to, got->seal_to);
+        assert_int_equal(want->max_depth, got->max_depth);
     }
+    assert_int_equal(expected->tenant_count, actual->tenant_count);
+    for (size_t i = 0; i < expected->tenant_count; i++) {
+        const struct config_tenant *want = &expected->tenants[i], *got = &actual->tenants[i];
+        assert_same_string(want->name, got->name);
+        assert_rate(&got->jobs, want->jobs.per_second, want->jobs.burst);
+        assert_int_equal(want->max_body_bytes, got->max_body_bytes);
+    }
+    assert_int_equal(expected->limits.http_body_cap, actual->limits.http_body_cap);
+    assert_int_equal(expected->idempotency.window_seconds, actual->idempotency.window_seconds);
 }
 
 #endif
@@ -1788,6 +2293,8 @@ static void test_every_allocation_failure_is_reported(void **state)
     set_member(root, "listen", "tls",
                "{\"address\": \"127.0.0.1:8443\", \"certificate_file\": \"tls/cert.pem\","
                " \"key_file\": \"tls/key.pem\"}");
+    set_member(root, "", "tenants",
+               "{\"*\": {\"jobs_per_second\": 10}, \"acme\": {\"max_body_bytes\": 1000}}");
     write_document(fixture, root);
     fail_every_allocation(fixture);
 #endif
@@ -1861,6 +2368,21 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_classes_and_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_any_tenant_must_stand_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_body_limit_above_global, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_burst_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_burst_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_bounds_are_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_out_of_range_fractions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_wrong_types, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenants_wrong_types, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_unknown_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_tenant_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenants_are_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_any_tenant_is_added_when_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_body_limit_above_global, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_body_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reloadable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_json_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_syntax_error_has_line_and_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_config_file, setup, teardown),

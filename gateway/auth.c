@@ -887,9 +887,10 @@ static enum auth_status verify_token(const struct auth_settings *settings, const
     return status;
 }
 
-enum auth_status auth_verify(const struct auth_settings *settings, struct auth_cache *cache,
-                             const char *token, size_t len, int64_t now,
-                             struct principal *principal)
+/* auth_verify, which checks a token the cache does not hold only when may_check is set. */
+static enum auth_status verify(const struct auth_settings *settings, struct auth_cache *cache,
+                               const char *token, size_t len, int64_t now,
+                               struct principal *principal, int may_check)
 {
     memset(principal, 0, sizeof *principal);
     if (token == NULL || len == 0 || len > AUTH_MAX_TOKEN_BYTES)
@@ -910,6 +911,8 @@ enum auth_status auth_verify(const struct auth_settings *settings, struct auth_c
         }
         cache->stats.misses++;
     }
+    if (!may_check)
+        return AUTH_NOT_CACHED;
 
     int64_t not_before = INT64_MIN;
     enum auth_status status =
@@ -922,6 +925,20 @@ enum auth_status auth_verify(const struct auth_settings *settings, struct auth_c
     if (use_cache)
         cache_insert(cache, hash, generation, not_before, principal, now, leeway);
     return AUTH_OK;
+}
+
+enum auth_status auth_verify(const struct auth_settings *settings, struct auth_cache *cache,
+                             const char *token, size_t len, int64_t now,
+                             struct principal *principal)
+{
+    return verify(settings, cache, token, len, now, principal, 1);
+}
+
+enum auth_status auth_verify_cached(const struct auth_settings *settings, struct auth_cache *cache,
+                                    const char *token, size_t len, int64_t now,
+                                    struct principal *principal)
+{
+    return verify(settings, cache, token, len, now, principal, 0);
 }
 
 const char *auth_status_reason(enum auth_status status)
@@ -949,6 +966,8 @@ const char *auth_status_reason(enum auth_status status)
         return "token audience not accepted";
     case AUTH_BAD_CLAIMS:
         return "token claims invalid";
+    case AUTH_NOT_CACHED:
+        return "token not checked";
     }
     return "authentication failed";
 }

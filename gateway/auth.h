@@ -34,6 +34,7 @@ enum auth_status {
     AUTH_BAD_ISSUER,
     AUTH_BAD_AUDIENCE,
     AUTH_BAD_CLAIMS, /* tenant, subject or scopes missing or invalid; non-integer times */
+    AUTH_NOT_CACHED, /* auth_verify_cached only: the cache holds no verdict on the token */
 };
 
 /* Who a verified token speaks for. Plain values, safe to copy. */
@@ -96,6 +97,15 @@ void auth_cache_read_stats(const struct auth_cache *cache, struct auth_cache_sta
 enum auth_status auth_verify(const struct auth_settings *settings, struct auth_cache *cache,
                              const char *token, size_t len, int64_t now,
                              struct principal *principal);
+
+/*
+ * As auth_verify, answering only from the cache: a token it holds no verdict on is
+ * AUTH_NOT_CACHED, and its signature is not checked. For callers that may not spend a
+ * signature check on this request.
+ */
+enum auth_status auth_verify_cached(const struct auth_settings *settings, struct auth_cache *cache,
+                                    const char *token, size_t len, int64_t now,
+                                    struct principal *principal);
 
 /* A short, fixed description of a status, fit for a problem's detail. */
 const char *auth_status_reason(enum auth_status status);

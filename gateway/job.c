@@ -28,51 +28,85 @@ const char *job_json_error(const json_error_t *error)
     }
 }
 
-enum job_status job_parse(const char *body, size_t len, struct job *job, const char **detail)
+/* Parses body as any JSON value, so that a scalar body is told apart from broken JSON. */
+static json_t *parse_strict(const char *body, size_t len, const char **detail)
 {
     json_error_t error;
-    json_t *class_value;
-    const char *key;
-    json_t *value;
+    json_t *root;
 
-    memset(job, 0, sizeof(*job));
     if (body == NULL || len == 0) {
         *detail = "request body is empty";
-        return JOB_INVALID;
+        return NULL;
     }
-    /* Any JSON value parses, so that a scalar body is told apart from broken JSON. */
-    job->root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
-    if (job->root == NULL) {
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
+    if (root == NULL)
         *detail = job_json_error(&error);
-        return JOB_MALFORMED_JSON;
-    }
+    return root;
+}
 
-    job->source_len = len;
+enum job_status job_read(json_t *value, size_t source_len, struct job *job, const char **detail)
+{
+    json_t *class_value;
+    const char *key;
+    json_t *member;
+
+    memset(job, 0, sizeof(*job));
     *detail = NULL;
-    if (!json_is_object(job->root)) {
+    if (!json_is_object(value)) {
         *detail = "a job is a JSON object with \"class\" and \"args\"";
-    } else {
-        json_object_foreach(job->root, key, value)
-        {
-            if (strcmp(key, "class") != 0 && strcmp(key, "args") != 0)
-                *detail = "a job has only the members \"class\" and \"args\"";
-        }
-        class_value = json_object_get(job->root, "class");
-        job->args = json_object_get(job->root, "args");
-        if (!json_is_string(class_value))
-            *detail = "\"class\" must be a string";
-        else if (!json_is_array(job->args))
-            *detail = "\"args\" must be an array";
-        else {
-            job->class_name = json_string_value(class_value);
-            job->class_len = json_string_length(class_value);
-        }
-    }
-    if (*detail != NULL) {
-        job_release(job);
         return JOB_INVALID;
     }
+    json_object_foreach(value, key, member)
+    {
+        if (strcmp(key, "class") != 0 && strcmp(key, "args") != 0)
+            *detail = "a job has only the members \"class\" and \"args\"";
+    }
+    class_value = json_object_get(value, "class");
+    if (!json_is_string(class_value))
+        *detail = "\"class\" must be a string";
+    else if (!json_is_array(json_object_get(value, "args")))
+        *detail = "\"args\" must be an array";
+    if (*detail != NULL)
+        return JOB_INVALID;
+
+    job->root = json_incref(value);
+    job->args = json_object_get(value, "args");
+    job->class_name = json_string_value(class_value);
+    job->class_len = json_string_length(class_value);
+    job->source_len = source_len;
     return JOB_OK;
+}
+
+enum job_status job_parse(const char *body, size_t len, struct job *job, const char **detail)
+{
+    json_t *root = parse_strict(body, len, detail);
+    enum job_status status;
+
+    memset(job, 0, sizeof(*job));
+    if (root == NULL)
+        return len == 0 ? JOB_INVALID : JOB_MALFORMED_JSON;
+    status = job_read(root, len, job, detail);
+    json_decref(root);
+    return status;
+}
+
+enum job_status job_parse_batch(const char *body, size_t len, json_t **jobs, const char **detail)
+{
+    json_t *root = parse_strict(body, len, detail);
+    json_t *array;
+
+    *jobs = NULL;
+    if (root == NULL)
+        return len == 0 ? JOB_INVALID : JOB_MALFORMED_JSON;
+    array = json_object_get(root, "jobs");
+    if (!json_is_object(root) || json_object_size(root) != 1 || !json_is_array(array))
+        *detail = "a batch is a JSON object with one member, \"jobs\", an array of jobs";
+    else if (json_array_size(array) == 0)
+        *detail = "a batch holds at least one job";
+    else
+        *jobs = json_incref(array);
+    json_decref(root);
+    return *jobs != NULL ? JOB_OK : JOB_INVALID;
 }
 
 void job_release(struct job *job)

@@ -12,7 +12,9 @@
 #include <hiredis/hiredis.h>
 #include <h2o/linklist.h>
 #include <h2o/memory.h>
+#include <inttypes.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,11 +27,52 @@
 #define REPORT_EVERY 30
 
 /*
- * The Resque write: what Resque.push does, in one atomic step.
- * KEYS[1] = <ns>:queues, KEYS[2] = <ns>:queue:<queue>; ARGV[1] = queue, ARGV[2] = payload.
+ * The write, in one atomic step: the idempotency check, the queue's depth, the tenant's
+ * rate (GCRA over Redis's own clock, so every replica shares one limit), then what
+ * Resque.push does, and last the answer kept for the idempotency key.
+ *
+ * KEYS: <ns>:queues, <ns>:queue:<queue>, the tenant's rate key, the idempotency key.
+ * ARGV: queue, interval (us, 0: no rate), burst, max depth (0: none), fingerprint ("": no
+ * key), answer, window (s), then the payloads.
+ * Returns {0, remaining, reset_us}, {1, retry_after_us, remaining, reset_us} (rate),
+ * {2} (queue full), {3, first answer} (replay) or {4} (key reused).
  */
-static const char enqueue_script[] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
-                                     "return redis.call('RPUSH', KEYS[2], ARGV[2])\n";
+static const char enqueue_script[] =
+    "local n = #ARGV - 7\n"
+    "if ARGV[5] ~= '' then\n"
+    "  local seen = redis.call('GET', KEYS[4])\n"
+    "  if seen then\n"
+    "    if string.sub(seen, 1, 64) == ARGV[5] then return {3, string.sub(seen, 66)} end\n"
+    "    return {4}\n"
+    "  end\n"
+    "end\n"
+    "local max_depth = tonumber(ARGV[4])\n"
+    "if max_depth > 0 and redis.call('LLEN', KEYS[2]) + n > max_depth then return {2} end\n"
+    "local interval = tonumber(ARGV[2])\n"
+    "local remaining, reset = 0, 0\n"
+    "if interval > 0 then\n"
+    "  local tolerance = interval * tonumber(ARGV[3])\n"
+    "  local time = redis.call('TIME')\n"
+    "  local now = tonumber(time[1]) * 1000000 + tonumber(time[2])\n"
+    "  local tat = math.max(tonumber(redis.call('GET', KEYS[3]) or 0), now)\n"
+    "  local next_tat = tat + n * interval\n"
+    "  if next_tat - now > tolerance then\n"
+    "    return {1, next_tat - now - tolerance, math.floor((tolerance - (tat - now)) / interval),\n"
+    "            tat - now}\n"
+    "  end\n"
+    "  redis.call('SET', KEYS[3], string.format('%.0f', next_tat), 'PX',\n"
+    "             math.ceil((next_tat - now) / 1000))\n"
+    "  remaining = math.floor((tolerance - (next_tat - now)) / interval)\n"
+    "  reset = next_tat - now\n"
+    "end\n"
+    "redis.call('SADD', KEYS[1], ARGV[1])\n"
+    "for i = 8, #ARGV, 1000 do\n"
+    "  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
+    "end\n"
+    "if ARGV[5] ~= '' then\n"
+    "  redis.call('SET', KEYS[4], ARGV[5] .. '\\n' .. ARGV[6], 'EX', ARGV[7])\n"
+    "end\n"
+    "return {0, remaining, reset}\n";
 
 enum connection_state { STATE_DOWN, STATE_CONNECTING, STATE_READY };
 
@@ -352,62 +395,158 @@ size_t store_writes_in_flight(const struct store *store)
     return store->writes_in_flight;
 }
 
-static void on_enqueued(struct store_op *op, redisReply *reply)
+/* The integer at index of an array reply, or 0. */
+static uint64_t reply_integer(const redisReply *reply, size_t index)
 {
-    enum store_status status = STORE_OK;
+    if (index >= reply->elements || reply->element[index]->type != REDIS_REPLY_INTEGER ||
+        reply->element[index]->integer < 0)
+        return 0;
+    return (uint64_t)reply->element[index]->integer;
+}
+
+/* Reads the script's answer (see enqueue_script) into *result. */
+static void read_write_reply(const redisReply *reply, struct store_result *result)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER) {
+        result->status = STORE_FAILED;
+        return;
+    }
+    switch (reply->element[0]->integer) {
+    case 0:
+        result->rate_remaining = reply_integer(reply, 1);
+        result->rate_reset_us = reply_integer(reply, 2);
+        break;
+    case 1:
+        result->status = STORE_RATE_LIMITED;
+        result->retry_after_us = reply_integer(reply, 1);
+        result->rate_remaining = reply_integer(reply, 2);
+        result->rate_reset_us = reply_integer(reply, 3);
+        break;
+    case 2:
+        result->status = STORE_QUEUE_FULL;
+        break;
+    case 3:
+        if (reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_STRING) {
+            result->status = STORE_FAILED;
+            break;
+        }
+        result->status = STORE_REPLAYED;
+        result->answer = reply->element[1]->str;
+        result->answer_len = reply->element[1]->len;
+        break;
+    case 4:
+        result->status = STORE_KEY_REUSED;
+        break;
+    default:
+        result->status = STORE_FAILED;
+        break;
+    }
+}
+
+static void on_written(struct store_op *op, redisReply *reply)
+{
+    struct store_result result = {.status = STORE_OK};
 
     if (reply == NULL) {
-        status = STORE_UNAVAILABLE;
+        result.status = STORE_UNAVAILABLE;
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        status = STORE_FAILED;
+        result.status = STORE_FAILED;
         log_message(LOG_ERROR, "redis", "enqueue script failed: %.200s", reply->str);
         if (strncmp(reply->str, "NOSCRIPT", 8) == 0) {
             /* Redis lost its script cache (restart or SCRIPT FLUSH): load it again. */
-            status = STORE_UNAVAILABLE;
+            result.status = STORE_UNAVAILABLE;
             load_script(op->store);
         }
-    } else if (reply->type != REDIS_REPLY_INTEGER) {
-        status = STORE_FAILED;
+    } else {
+        read_write_reply(reply, &result);
     }
     if (op->done != NULL)
-        op->done(op->data, status);
+        op->done(op->data, &result);
 }
 
-struct store_op *store_enqueue(struct store *store, const char *queue, size_t queue_len,
-                               const char *payload, size_t payload_len, store_done_fn done,
-                               void *data, enum store_status *status)
+/* Writes prefix, then part, into key; returns its length, or 0 when it does not fit. */
+static size_t make_key(char key[STORE_KEY_MAX], const char *namespace_, const char *infix,
+                       const char *part, size_t part_len)
 {
-    char queue_key[STORE_KEY_MAX];
-    struct text key;
-    struct store_op *op;
+    struct text text;
 
-    if (store->state != STATE_READY) {
-        *status = STORE_UNAVAILABLE;
+    text_init(&text, key, STORE_KEY_MAX);
+    text_append_str(&text, namespace_);
+    text_append_str(&text, infix);
+    text_append(&text, part, part_len);
+    return text_finish(&text) != NULL ? text.len : 0;
+}
+
+/* The script's fixed arguments before the payloads: EVALSHA, sha, 4 keys, 7 values. */
+#define WRITE_FIXED_ARGS 14
+
+struct store_op *store_write(struct store *store, const struct store_write *write,
+                             store_done_fn done, void *data, enum store_status *status)
+{
+    char queue_key[STORE_KEY_MAX], rate_key[STORE_KEY_MAX], idempotency_key[STORE_KEY_MAX];
+    char interval[24], burst[24], max_depth[24], window[24];
+    size_t argc = WRITE_FIXED_ARGS + write->count;
+    const char **argv;
+    size_t *argv_len;
+    struct store_op *op = NULL;
+
+    *status = STORE_UNAVAILABLE;
+    if (store->state != STATE_READY)
         return NULL;
-    }
     if (store->writes_in_flight >= store->redis->max_in_flight) {
         *status = STORE_BUSY;
         return NULL;
     }
-
-    text_init(&key, queue_key, sizeof(queue_key));
-    text_append_str(&key, store->redis->namespace_);
-    text_append_str(&key, ":queue:");
-    text_append(&key, queue, queue_len);
-    if (text_finish(&key) == NULL) {
+    const char *id = write->idempotency_id != NULL ? write->idempotency_id : "";
+    if (make_key(queue_key, store->redis->namespace_, ":queue:", write->queue, write->queue_len) ==
+            0 ||
+        make_key(rate_key, store->redis->namespace_, ":jobgate:rate:", write->tenant,
+                 strlen(write->tenant)) == 0 ||
+        make_key(idempotency_key, store->redis->namespace_, ":jobgate:idempotency:", id,
+                 strlen(id)) == 0) {
         *status = STORE_FAILED;
         return NULL;
     }
+    snprintf(interval, sizeof(interval), "%" PRIu64, write->rate_interval_us);
+    snprintf(burst, sizeof(burst), "%" PRIu64, write->rate_burst);
+    snprintf(max_depth, sizeof(max_depth), "%" PRIu64, write->max_depth);
+    snprintf(window, sizeof(window), "%" PRIu64, write->idempotency_window_seconds);
 
-    const char *argv[] = {"EVALSHA", store->script_sha, "2", store->queues_key, queue_key, queue,
-                          payload};
-    size_t argv_len[] = {7,       STORE_SHA_LEN, 1,          strlen(store->queues_key),
-                         key.len, queue_len,     payload_len};
-    op = send_command(store, 7, argv, argv_len, on_enqueued);
-    if (op == NULL) {
-        *status = STORE_UNAVAILABLE;
-        return NULL;
+    argv = malloc(argc * sizeof(*argv));
+    argv_len = malloc(argc * sizeof(*argv_len));
+    if (argv != NULL && argv_len != NULL) {
+        int keyed = write->idempotency_id != NULL;
+        const char *fixed[WRITE_FIXED_ARGS] = {"EVALSHA",
+                                               store->script_sha,
+                                               "4",
+                                               store->queues_key,
+                                               queue_key,
+                                               rate_key,
+                                               idempotency_key,
+                                               write->queue,
+                                               interval,
+                                               burst,
+                                               max_depth,
+                                               keyed ? write->fingerprint : "",
+                                               keyed ? write->answer : "",
+                                               window};
+        for (size_t i = 0; i < WRITE_FIXED_ARGS; i++) {
+            argv[i] = fixed[i];
+            argv_len[i] = i == 7    ? write->queue_len
+                          : i == 12 ? (keyed ? write->answer_len : 0)
+                                    : strlen(fixed[i]);
+        }
+        for (size_t i = 0; i < write->count; i++) {
+            argv[WRITE_FIXED_ARGS + i] = write->payloads[i];
+            argv_len[WRITE_FIXED_ARGS + i] = write->payload_lens[i];
+        }
+        op = send_command(store, (int)argc, argv, argv_len, on_written);
     }
+    free(argv);
+    free(argv_len);
+    if (op == NULL)
+        return NULL;
     op->is_write = 1;
     op->done = done;
     op->data = data;

@@ -1223,7 +1223,8 @@ static void load_envelope(struct loader *loader, const json_t *root, struct conf
         envelope->expires_after_seconds = number;
     if (read_integer(loader, object, "seal_epoch_seconds", 1, MAX_SEAL_EPOCH_SECONDS, &number) == 1)
         envelope->seal_epoch_ms = (uint64_t)number * 1000;
-    if (read_integer(loader, object, "jobs_per_signature", 1, MERKLE_MAX_LEAVES, &number) == 1)
+    if (read_integer(loader, object, "jobs_per_signature", 1, ENVELOPE_MAX_JOBS_PER_SIGNATURE,
+                     &number) == 1)
         envelope->jobs_per_signature = (size_t)number;
     envelope->sealing_key_count =
         load_named_objects(loader, object, &sealing_keys, config, &elements);

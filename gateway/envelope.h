@@ -23,6 +23,8 @@
 #define ENVELOPE_VERSION 1
 #define ENVELOPE_JOB_ID_LEN 36
 #define ENVELOPE_MAX_BYTES ((size_t)1 << 30)
+/* The most jobs one signature may cover (envelope.jobs_per_signature). */
+#define ENVELOPE_MAX_JOBS_PER_SIGNATURE 256
 /* What an Ed25519 signature takes in base64url without padding. */
 #define ENVELOPE_SIGNATURE_TEXT 86
 /* The message signed for a batch is this label, then the root of its tree. */

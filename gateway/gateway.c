@@ -1,18 +1,24 @@
 /*
  * gateway: routing and the enqueue pipeline; see gateway.h.
  *
- * An enqueue owns one struct enqueue, allocated in the request's pool. Every step
- * either passes or answers the request with a problem and stops. Steps 1 to 9 and the
- * envelope's draft run in the handler; the drafts of one loop turn are then signed
- * together (one signature over their Merkle tree, workers/ENVELOPE.md) when the turn's
- * I/O is done, or as soon as a batch is full, and only then written. Redis's answer
- * comes back in on_stored().
+ * An enqueue (one job, or a batch of them) owns one struct enqueue, allocated in the
+ * request's pool. Every step either passes or answers the request with a problem and
+ * stops. Steps 1 to 9 and the envelopes' drafts run in the handler; the drafts of one
+ * loop turn are then signed together (one signature over their Merkle tree,
+ * workers/ENVELOPE.md) when the turn's I/O is done, or as soon as a tree is full, and
+ * only then written, each request in one Redis script call that also checks the
+ * tenant's rate, the queue's depth and the idempotency key. Redis's answer comes back
+ * in on_stored().
  */
 #include "gateway.h"
 
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "envelope.h"
@@ -24,35 +30,64 @@
 
 #define QUEUES_PREFIX "/v1/queues/"
 #define JOBS_SUFFIX "/jobs"
-#define ACCEPTED_MAX_BYTES 512
+#define BATCH_SUFFIX "/jobs:batch"
+#define ACCEPTED_JOB_BYTES (ENVELOPE_JOB_ID_LEN + 6 * POLICY_MAX_CLASS_NAME + 64)
 /* How often ended sealing epochs are wiped; epochs last whole seconds. */
 #define SEAL_TIMER_MS 250
 /* A rejected job lists at most this many failures, and how many there were in all. */
 #define SCHEMA_ERRORS_SHOWN 16
+/* A rejected batch lists at most this many of its failing jobs, each with fewer errors. */
+#define BATCH_ITEMS_SHOWN 16
+#define BATCH_ITEM_ERRORS_SHOWN 4
 /* A pointer may grow six-fold when escaped for JSON (\u00XX); messages are short. */
-#define SCHEMA_ERROR_BYTES (6 * (SCHEMA_MAX_POINTER + sizeof("/args")) + 256)
+#define SCHEMA_ERROR_BYTES (6 * (SCHEMA_MAX_POINTER + sizeof("/jobs/10000/args")) + 256)
+#define IDEMPOTENCY_KEY_MAX 255
+#define RATE_HEADER_BYTES 96
+
+/* One job of a request: a single enqueue has one, a batch up to limits.max_batch_jobs. */
+struct job_slot {
+    h2o_iovec_t class_name;
+    char id[ENVELOPE_JOB_ID_LEN + 1];
+    struct envelope_draft draft; /* its text is set from drafting until signed */
+    char *payload;               /* malloc'd once signed, until written */
+    size_t payload_len;
+};
 
 struct enqueue {
     struct worker *worker;
     const struct config *config; /* the one it started under, held until it is disposed */
     h2o_req_t *req;
     uint64_t started_ns;
+    int is_batch;
     h2o_iovec_t queue_name;
     const struct config_queue *queue;
+    const struct config_tenant *tenant;
+    struct gcra rate; /* the tenant's job rate */
     struct principal principal;
     int authenticated;
-    h2o_iovec_t class_name;
-    const struct config_class *class_; /* set once the class is known to be allowed */
-    char job_id[ENVELOPE_JOB_ID_LEN + 1];
-    struct envelope_draft draft;  /* its text is set from drafting until written */
+    int keyed; /* an Idempotency-Key came with it */
+    char idempotency_id[STORE_DIGEST_HEX + 1];
+    char fingerprint[STORE_DIGEST_HEX + 1];
+    struct job_slot *jobs;
+    size_t job_count;
+    size_t drafted;      /* jobs[0..drafted) hold drafts or payloads */
+    size_t signed_count; /* jobs[0..signed_count) hold payloads */
+    int sign_failed;
+    const char *answer; /* the 202 body, kept in Redis for replays */
+    size_t answer_len;
     h2o_linklist_t unsigned_link; /* in worker->unsigned_jobs while waiting to be signed */
-    size_t batch_index;           /* its leaf in the batch being written out */
     struct store_op *op;          /* set while Redis has the write */
+    int answered;
 };
 
 static struct worker *worker_of(h2o_req_t *req)
 {
     return (struct worker *)req->conn->ctx;
+}
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000;
 }
 
 static const char *protocol_of(h2o_req_t *req)
@@ -64,9 +99,10 @@ static const char *protocol_of(h2o_req_t *req)
     return tls ? "http/1.1+tls" : "http/1.1";
 }
 
-static void log_enqueue(struct enqueue *enqueue, int status, const char *problem)
+static void log_enqueue(struct enqueue *enqueue, int status, const char *problem, int replayed)
 {
     h2o_req_t *req = enqueue->req;
+    int single = !enqueue->is_batch && enqueue->job_count == 1;
     struct log_request entry = {
         .method = "POST",
         .path = req->path_normalized.base,
@@ -76,9 +112,11 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
         .subject = enqueue->authenticated ? enqueue->principal.subject : NULL,
         .queue = enqueue->queue != NULL ? enqueue->queue->name : NULL,
         .queue_len = enqueue->queue != NULL ? strlen(enqueue->queue->name) : 0,
-        .class_name = enqueue->class_name.base,
-        .class_len = enqueue->class_name.len,
-        .job_id = enqueue->job_id[0] != '\0' ? enqueue->job_id : NULL,
+        .class_name = single ? enqueue->jobs[0].class_name.base : NULL,
+        .class_len = single ? enqueue->jobs[0].class_name.len : 0,
+        .job_id = single && enqueue->jobs[0].id[0] != '\0' ? enqueue->jobs[0].id : NULL,
+        .jobs = enqueue->is_batch ? enqueue->job_count : 0,
+        .replayed = replayed,
         .status = status,
         .problem = problem,
         .bytes = req->entity.len,
@@ -94,7 +132,8 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
 static int reject_with(struct enqueue *enqueue, enum problem_kind kind, const char *detail,
                        const char *members)
 {
-    log_enqueue(enqueue, problem_status(kind), problem_type(kind));
+    enqueue->answered = 1;
+    log_enqueue(enqueue, problem_status(kind), problem_type(kind), 0);
     problem_send_extended(enqueue->req, kind, detail, members);
     return -1;
 }
@@ -104,7 +143,89 @@ static int reject(struct enqueue *enqueue, enum problem_kind kind, const char *d
     return reject_with(enqueue, kind, detail, NULL);
 }
 
-/* Step 3: the bearer token. */
+static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *value, size_t len)
+{
+    h2o_add_header(&req->pool, &req->res.headers, token, NULL,
+                   h2o_strdup(&req->pool, value, len).base, len);
+}
+
+static void add_named_header(h2o_req_t *req, const char *name, const char *value, size_t len)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL,
+                          h2o_strdup(&req->pool, value, len).base, len);
+}
+
+/* Whole seconds, rounded up, at least 1: for Retry-After. */
+static uint64_t seconds_after(uint64_t us)
+{
+    uint64_t seconds = (us + 999999) / 1000000;
+    return seconds > 0 ? seconds : 1;
+}
+
+static void add_retry_after(h2o_req_t *req, uint64_t us)
+{
+    char value[24];
+    int len = snprintf(value, sizeof(value), "%" PRIu64, seconds_after(us));
+
+    add_header(req, H2O_TOKEN_RETRY_AFTER, value, (size_t)len);
+}
+
+/*
+ * RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers): the tenant's
+ * bucket as a quota of burst jobs per the time it takes to refill, and what is left.
+ */
+static void add_rate_headers(struct enqueue *enqueue, uint64_t remaining, uint64_t reset_us)
+{
+    const struct gcra *rate = &enqueue->rate;
+    uint64_t window = (rate->tolerance_us + 999999) / 1000000;
+    char value[RATE_HEADER_BYTES];
+    int len;
+
+    if (rate->interval_us == 0)
+        return;
+    len = snprintf(value, sizeof(value), "\"tenant\";q=%" PRIu64 ";w=%" PRIu64, rate->burst,
+                   window > 0 ? window : 1);
+    add_named_header(enqueue->req, "ratelimit-policy", value, (size_t)len);
+    len = snprintf(value, sizeof(value), "\"tenant\";r=%" PRIu64 ";t=%" PRIu64, remaining,
+                   (reset_us + 999999) / 1000000);
+    add_named_header(enqueue->req, "ratelimit", value, (size_t)len);
+}
+
+static int reject_rate_limited(struct enqueue *enqueue, uint64_t retry_after_us, uint64_t remaining,
+                               uint64_t reset_us)
+{
+    add_retry_after(enqueue->req, retry_after_us);
+    add_rate_headers(enqueue, remaining, reset_us);
+    return reject(enqueue, PROBLEM_RATE_LIMITED, "retry after the time given in Retry-After");
+}
+
+/*
+ * The client's address as a budget key: an IPv4 address, or an IPv6 /64, where one
+ * host usually holds the whole prefix. Returns its length, or 0 when unknown.
+ */
+static size_t address_key(h2o_req_t *req, unsigned char key[8])
+{
+    struct sockaddr_storage address;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&address);
+
+    if (len == 0)
+        return 0;
+    if (address.ss_family == AF_INET) {
+        memcpy(key, &((struct sockaddr_in *)&address)->sin_addr, 4);
+        return 4;
+    }
+    if (address.ss_family == AF_INET6) {
+        memcpy(key, &((struct sockaddr_in6 *)&address)->sin6_addr, 8);
+        return 8;
+    }
+    return 0;
+}
+
+/*
+ * Step 3: the bearer token. Checking a signature is the costliest thing a caller
+ * without credentials can make jobgate do, so an address that sent too many tokens
+ * that failed gets only cached verdicts until its budget refills.
+ */
 static int authenticate(struct enqueue *enqueue)
 {
     static const char scheme[] = "Bearer ";
@@ -112,19 +233,42 @@ static int authenticate(struct enqueue *enqueue)
     h2o_req_t *req = enqueue->req;
     ssize_t index = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     enum auth_status status = AUTH_MISSING;
+    struct gcra budget;
+    unsigned char address[8];
+    size_t address_len = address_key(req, address);
+    uint64_t now = now_us(), retry_after = 0;
 
+    gcra_init(&budget, enqueue->config->limits.address_failed_tokens.per_second,
+              enqueue->config->limits.address_failed_tokens.burst);
     if (index >= 0) {
         h2o_iovec_t value = req->headers.entries[index].value;
         if (value.len > sizeof(scheme) - 1 &&
-            strncasecmp(value.base, scheme, sizeof(scheme) - 1) == 0)
-            status = auth_verify(&worker->auth_settings, worker->auth_cache,
-                                 value.base + sizeof(scheme) - 1, value.len - (sizeof(scheme) - 1),
-                                 (int64_t)time(NULL), &enqueue->principal);
+            strncasecmp(value.base, scheme, sizeof(scheme) - 1) == 0) {
+            const char *token = value.base + sizeof(scheme) - 1;
+            size_t len = value.len - (sizeof(scheme) - 1);
+            int may_check = address_len == 0 ||
+                            rate_table_would_allow(worker->shared->failed_tokens, address,
+                                                   address_len, &budget, now, 1, &retry_after);
+            status = may_check
+                         ? auth_verify(&worker->auth_settings, worker->auth_cache, token, len,
+                                       (int64_t)time(NULL), &enqueue->principal)
+                         : auth_verify_cached(&worker->auth_settings, worker->auth_cache, token,
+                                              len, (int64_t)time(NULL), &enqueue->principal);
+        }
     }
     if (status == AUTH_MISSING)
         return reject(enqueue, PROBLEM_MISSING_TOKEN, "send Authorization: Bearer <token>");
-    if (status != AUTH_OK)
+    if (status == AUTH_NOT_CACHED) {
+        add_retry_after(req, retry_after);
+        return reject(enqueue, PROBLEM_TOO_MANY_FAILED_TOKENS,
+                      "this address sent too many invalid tokens; retry later");
+    }
+    if (status != AUTH_OK) {
+        if (address_len > 0)
+            rate_table_take(worker->shared->failed_tokens, address, address_len, &budget, now, 1,
+                            NULL, NULL, NULL);
         return reject(enqueue, PROBLEM_INVALID_TOKEN, auth_status_reason(status));
+    }
     enqueue->authenticated = 1;
     return 0;
 }
@@ -140,13 +284,16 @@ static int authorize(struct enqueue *enqueue)
 
     switch (policy_authorize(config, enqueue->queue, &enqueue->principal)) {
     case POLICY_OK:
-        return 0;
+        break;
     case POLICY_TENANT_FORBIDDEN:
         return reject(enqueue, PROBLEM_INSUFFICIENT_SCOPE, "tenant may not use this queue");
     default:
         return reject(enqueue, PROBLEM_INSUFFICIENT_SCOPE,
                       "no scope grants this queue or its tier");
     }
+    enqueue->tenant = config_find_tenant(config, enqueue->principal.tenant);
+    gcra_init(&enqueue->rate, enqueue->tenant->jobs.per_second, enqueue->tenant->jobs.burst);
+    return 0;
 }
 
 /* Whether a Content-Type value is application/json, charset UTF-8 if one is named. */
@@ -169,157 +316,180 @@ static int is_json_media_type(h2o_iovec_t value)
     return (size_t)(end - rest) == 13 && strncasecmp(rest, "charset=utf-8", 13) == 0;
 }
 
-/* Step 5: the body's size and media type. */
-static int check_body(struct enqueue *enqueue)
+static void hex_digest(char hex[STORE_DIGEST_HEX + 1], crypto_hash_sha256_state *state)
 {
-    h2o_req_t *req = enqueue->req;
-    ssize_t index;
+    unsigned char digest[crypto_hash_sha256_BYTES];
 
-    if (req->entity.len > enqueue->queue->max_body_bytes)
-        return reject(enqueue, PROBLEM_PAYLOAD_TOO_LARGE,
-                      "request body exceeds this queue's limit");
-    index = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (index < 0 || !is_json_media_type(req->headers.entries[index].value))
-        return reject(enqueue, PROBLEM_UNSUPPORTED_MEDIA_TYPE, NULL);
-    return 0;
-}
-
-/* Step 7, and the class check of step 4 that needs the parsed body. */
-static int parse_job(struct enqueue *enqueue, struct job *job)
-{
-    h2o_req_t *req = enqueue->req;
-    const char *detail;
-
-    switch (job_parse(req->entity.base, req->entity.len, job, &detail)) {
-    case JOB_OK:
-        break;
-    case JOB_MALFORMED_JSON:
-        return reject(enqueue, PROBLEM_MALFORMED_JSON, detail);
-    default:
-        return reject(enqueue, PROBLEM_INVALID_JOB, detail);
-    }
-
-    if (policy_class_name_valid(job->class_name, job->class_len))
-        enqueue->class_name = h2o_strdup(&req->pool, job->class_name, job->class_len);
-    if (policy_class_allowed(enqueue->queue, job->class_name, job->class_len) != POLICY_OK) {
-        job_release(job);
-        return reject(enqueue, PROBLEM_UNKNOWN_CLASS, "class not allowed on this queue");
-    }
-    return 0;
+    crypto_hash_sha256_final(state, digest);
+    sodium_bin2hex(hex, STORE_DIGEST_HEX + 1, digest, sizeof(digest));
 }
 
 /*
- * Renders failures as the problem's "errors" member, each pointer taken from the
- * request body's root (so under /args). Messages are schema's fixed texts: no value
- * from the job ever reaches the answer.
+ * The Idempotency-Key header, if any: 1 to 255 visible ASCII characters, or the same as
+ * an RFC 8941 string in quotes. The key is named in Redis by a digest of the tenant and
+ * key; the request by a digest of its route and body. Returns -1 after rejecting.
  */
-static const char *schema_errors_member(h2o_req_t *req, const struct schema_error *errors,
-                                        size_t shown, size_t total)
+static int read_idempotency_key(struct enqueue *enqueue)
 {
-    size_t capacity = 64 + shown * SCHEMA_ERROR_BYTES;
-    struct text members;
+    h2o_req_t *req = enqueue->req;
+    ssize_t index = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1);
+    crypto_hash_sha256_state state;
+    h2o_iovec_t key;
 
-    text_init(&members, h2o_mem_alloc_pool(&req->pool, capacity), capacity);
-    text_append_str(&members, "\"error_count\":");
-    text_append_uint(&members, total);
-    text_append_str(&members, ",\"errors\":[");
+    if (index < 0)
+        return 0;
+    key = req->headers.entries[index].value;
+    if (key.len >= 2 && key.base[0] == '"' && key.base[key.len - 1] == '"')
+        key = h2o_iovec_init(key.base + 1, key.len - 2);
+    int valid = key.len >= 1 && key.len <= IDEMPOTENCY_KEY_MAX &&
+                h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), index) < 0;
+    for (size_t i = 0; valid && i < key.len; i++)
+        valid = key.base[i] > 0x20 && key.base[i] < 0x7f && key.base[i] != '"';
+    if (!valid)
+        return reject(enqueue, PROBLEM_INVALID_IDEMPOTENCY_KEY, NULL);
+
+    crypto_hash_sha256_init(&state);
+    crypto_hash_sha256_update(&state, (const unsigned char *)enqueue->principal.tenant,
+                              strlen(enqueue->principal.tenant) + 1);
+    crypto_hash_sha256_update(&state, (const unsigned char *)key.base, key.len);
+    hex_digest(enqueue->idempotency_id, &state);
+
+    crypto_hash_sha256_init(&state);
+    crypto_hash_sha256_update(&state, (const unsigned char *)(enqueue->is_batch ? "batch" : "job"),
+                              enqueue->is_batch ? 6 : 4);
+    crypto_hash_sha256_update(&state, (const unsigned char *)enqueue->queue->name,
+                              strlen(enqueue->queue->name) + 1);
+    crypto_hash_sha256_update(&state, (const unsigned char *)req->entity.base, req->entity.len);
+    hex_digest(enqueue->fingerprint, &state);
+    enqueue->keyed = 1;
+    return 0;
+}
+
+/* Step 5: header and body sizes, the media type and the idempotency key. */
+static int check_request(struct enqueue *enqueue)
+{
+    h2o_req_t *req = enqueue->req;
+    size_t header_bytes = 0, body_limit = enqueue->queue->max_body_bytes;
+    ssize_t index;
+
+    for (size_t i = 0; i < req->headers.size; i++)
+        header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+    if (header_bytes > enqueue->config->limits.max_header_bytes)
+        return reject(enqueue, PROBLEM_HEADERS_TOO_LARGE, NULL);
+    if (enqueue->tenant->max_body_bytes < body_limit)
+        body_limit = enqueue->tenant->max_body_bytes;
+    if (req->entity.len > body_limit)
+        return reject(enqueue, PROBLEM_PAYLOAD_TOO_LARGE,
+                      "request body exceeds this queue's or tenant's limit");
+    index = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (index < 0 || !is_json_media_type(req->headers.entries[index].value))
+        return reject(enqueue, PROBLEM_UNSUPPORTED_MEDIA_TYPE, NULL);
+    return read_idempotency_key(enqueue);
+}
+
+/*
+ * Step 6, and its second half for a batch: takes count jobs from the tenant's bucket in
+ * this process, which sheds a flood before it costs parsing or a Redis call. Each
+ * replica's bucket has the tenant's whole rate; Redis holds the limit they share.
+ */
+static int admit_locally(struct enqueue *enqueue, uint64_t count)
+{
+    uint64_t retry_after, remaining, reset;
+
+    if (rate_table_take(enqueue->worker->shared->tenant_jobs, enqueue->principal.tenant,
+                        strlen(enqueue->principal.tenant), &enqueue->rate, now_us(), count,
+                        &retry_after, &remaining, &reset))
+        return 0;
+    return reject_rate_limited(enqueue, retry_after, remaining, reset);
+}
+
+/*
+ * Renders failures as "errors" members, each pointer prefixed (with "/args", or
+ * "/jobs/N/args" in a batch). Messages are schema's fixed texts: no value from the job
+ * ever reaches the answer.
+ */
+static void append_schema_errors(struct text *out, const char *prefix,
+                                 const struct schema_error *errors, size_t shown, size_t total)
+{
+    text_append_str(out, "\"error_count\":");
+    text_append_uint(out, total);
+    text_append_str(out, ",\"errors\":[");
     for (size_t i = 0; i < shown; i++) {
-        char pointer[SCHEMA_MAX_POINTER + sizeof("/args")];
+        char pointer[SCHEMA_MAX_POINTER + sizeof("/jobs/10000/args")];
         struct text path;
 
         text_init(&path, pointer, sizeof(pointer));
-        text_append_str(&path, "/args");
+        text_append_str(&path, prefix);
         text_append_str(&path, errors[i].pointer);
         text_finish(&path);
-        text_append_str(&members, i == 0 ? "{\"pointer\":" : ",{\"pointer\":");
-        text_append_json_string(&members, pointer, path.len);
-        text_append_str(&members, ",\"keyword\":");
-        text_append_json_string(&members, errors[i].keyword, strlen(errors[i].keyword));
-        text_append_str(&members, ",\"message\":");
-        text_append_json_string(&members, errors[i].message, strlen(errors[i].message));
-        text_append_str(&members, "}");
+        text_append_str(out, i == 0 ? "{\"pointer\":" : ",{\"pointer\":");
+        text_append_json_string(out, pointer, path.len);
+        text_append_str(out, ",\"keyword\":");
+        text_append_json_string(out, errors[i].keyword, strlen(errors[i].keyword));
+        text_append_str(out, ",\"message\":");
+        text_append_json_string(out, errors[i].message, strlen(errors[i].message));
+        text_append_str(out, "}");
     }
-    text_append_str(&members, "]");
-    return text_finish(&members);
+    text_append_str(out, "]");
 }
 
-/* Step 8: the arguments against their class's schema, fail-closed. */
-static int validate_args(struct enqueue *enqueue, struct job *job)
-{
-    const struct config_class *class_ =
-        config_find_class(enqueue->config, job->class_name, job->class_len);
+/* Why one job cannot be taken: a problem kind, its detail and schema failures. */
+struct job_failure {
+    enum problem_kind kind;
+    const char *detail;
     struct schema_error errors[SCHEMA_ERRORS_SHOWN];
+    size_t error_count;
+};
 
-    enqueue->class_ = class_;
-    size_t total = schema_validate(class_->schema, job->args, errors, SCHEMA_ERRORS_SHOWN);
-    size_t shown = total < SCHEMA_ERRORS_SHOWN ? total : SCHEMA_ERRORS_SHOWN;
-
-    if (total == 0)
-        return 0;
-    job_release(job);
-    return reject_with(enqueue, PROBLEM_INVALID_ARGUMENTS,
-                       "see errors: each names the failing value by JSON Pointer",
-                       schema_errors_member(enqueue->req, errors, shown, total));
-}
-
-static void respond_accepted(struct enqueue *enqueue)
+/*
+ * Steps 7 (the job's shape and class) and 8 (its arguments against the class's schema)
+ * for one job. Returns 0, or -1 with *failure set.
+ */
+static int check_job(struct enqueue *enqueue, struct job_slot *slot, const struct job *job,
+                     struct job_failure *failure, size_t errors_wanted)
 {
-    char buffer[ACCEPTED_MAX_BYTES];
-    struct text body;
-    const char *json;
+    const struct config_class *class_;
 
-    text_init(&body, buffer, sizeof(buffer));
-    text_append_str(&body, "{\"id\":\"");
-    text_append_str(&body, enqueue->job_id);
-    text_append_str(&body, "\",\"queue\":");
-    text_append_json_string(&body, enqueue->queue->name, strlen(enqueue->queue->name));
-    text_append_str(&body, ",\"class\":");
-    text_append_json_string(&body, enqueue->class_name.base, enqueue->class_name.len);
-    text_append_str(&body, "}");
-    json = text_finish(&body);
-
-    log_enqueue(enqueue, 202, NULL);
-    respond(enqueue->req, 202, "Accepted", "application/json", json, body.len);
-}
-
-/* Step 12, or the problem that replaces it: Redis has answered the write. */
-static void on_stored(void *data, enum store_status status)
-{
-    struct enqueue *enqueue = data;
-
-    enqueue->op = NULL;
-    switch (status) {
-    case STORE_OK:
-        respond_accepted(enqueue);
-        break;
-    case STORE_BUSY:
-        reject(enqueue, PROBLEM_OVERLOADED, "too many writes in flight; retry shortly");
-        break;
-    default:
-        reject(enqueue, PROBLEM_REDIS_UNAVAILABLE, "the job was not confirmed as written");
-        break;
+    if (policy_class_name_valid(job->class_name, job->class_len))
+        slot->class_name = h2o_strdup(&enqueue->req->pool, job->class_name, job->class_len);
+    if (policy_class_allowed(enqueue->queue, job->class_name, job->class_len) != POLICY_OK) {
+        failure->kind = PROBLEM_UNKNOWN_CLASS;
+        failure->detail = "class not allowed on this queue";
+        return -1;
     }
+    class_ = config_find_class(enqueue->config, job->class_name, job->class_len);
+    failure->error_count =
+        schema_validate(class_->schema, job->args, failure->errors, errors_wanted);
+    if (failure->error_count == 0)
+        return 0;
+    failure->kind = PROBLEM_INVALID_ARGUMENTS;
+    failure->detail = "see errors: each names the failing value by JSON Pointer";
+    return -1;
 }
 
-/* Steps 9 and 10, first half: seal the secrets and draft the envelope. */
-static int draft_envelope(struct enqueue *enqueue, struct job *job)
+/*
+ * Steps 9 and 10, first half: seal the job's secrets and draft its envelope. Returns 0,
+ * or -1 with *failure set; job is released either way.
+ */
+static int draft_job(struct enqueue *enqueue, struct job_slot *slot, struct job *job,
+                     struct job_failure *failure)
 {
     const struct config *config = enqueue->config;
     const struct config_queue *queue = enqueue->queue;
     struct worker *worker = enqueue->worker;
     struct envelope_recipient recipient;
     struct envelope_request request = {
-        .id = enqueue->job_id,
+        .id = slot->id,
         .tenant = enqueue->principal.tenant,
         .subject = enqueue->principal.subject,
         .queue = queue->name,
         .issued_at = (int64_t)time(NULL),
-        .schema = enqueue->class_->schema,
+        .schema = config_find_class(config, job->class_name, job->class_len)->schema,
         .signer = &config->envelope.signer,
     };
     enum envelope_status status;
 
-    envelope_new_job_id(enqueue->job_id);
+    envelope_new_job_id(slot->id);
     request.expires_at = request.issued_at + config->envelope.expires_after_seconds;
     if (queue->seal_to >= 0) {
         const struct config_sealing_key *key = &config->envelope.sealing_keys[queue->seal_to];
@@ -332,85 +502,392 @@ static int draft_envelope(struct enqueue *enqueue, struct job *job)
         };
         request.recipient = &recipient;
     }
-    status = envelope_draft(&enqueue->draft, job, &request);
+    status = envelope_draft(&slot->draft, job, &request);
     job_release(job);
-    if (status == ENVELOPE_NO_MEMORY)
-        return reject(enqueue, PROBLEM_OVERLOADED, "out of memory; retry shortly");
-    if (status != ENVELOPE_OK)
-        return reject(enqueue, PROBLEM_INTERNAL, "nothing was written");
+    failure->error_count = 0;
+    if (status == ENVELOPE_OK && slot->draft.len <= config->limits.max_job_bytes)
+        return 0;
+    if (status == ENVELOPE_OK) {
+        envelope_draft_release(&slot->draft);
+        failure->kind = PROBLEM_JOB_TOO_LARGE;
+        failure->detail = "the job's envelope exceeds limits.max_job_bytes";
+    } else if (status == ENVELOPE_NO_MEMORY) {
+        failure->kind = PROBLEM_OVERLOADED;
+        failure->detail = "out of memory; retry shortly";
+    } else if (status == ENVELOPE_TOO_BIG) {
+        failure->kind = PROBLEM_JOB_TOO_LARGE;
+        failure->detail = "the job's envelope is too large";
+    } else {
+        failure->kind = PROBLEM_INTERNAL;
+        failure->detail = "nothing was written";
+    }
+    return -1;
+}
+
+static int reject_job(struct enqueue *enqueue, const struct job_failure *failure)
+{
+    size_t shown, capacity;
+    struct text members;
+
+    if (failure->kind != PROBLEM_INVALID_ARGUMENTS)
+        return reject(enqueue, failure->kind, failure->detail);
+    shown = failure->error_count < SCHEMA_ERRORS_SHOWN ? failure->error_count : SCHEMA_ERRORS_SHOWN;
+    capacity = 64 + shown * SCHEMA_ERROR_BYTES;
+    text_init(&members, h2o_mem_alloc_pool(&enqueue->req->pool, capacity), capacity);
+    append_schema_errors(&members, "/args", failure->errors, shown, failure->error_count);
+    return reject_with(enqueue, PROBLEM_INVALID_ARGUMENTS, failure->detail, text_finish(&members));
+}
+
+/* Steps 7 to 10 for a single job. */
+static int read_single(struct enqueue *enqueue)
+{
+    struct job_failure failure;
+    struct job job;
+    const char *detail;
+
+    enqueue->job_count = 1;
+    enqueue->jobs = h2o_mem_alloc_pool(&enqueue->req->pool, sizeof(*enqueue->jobs));
+    memset(enqueue->jobs, 0, sizeof(*enqueue->jobs));
+    switch (job_parse(enqueue->req->entity.base, enqueue->req->entity.len, &job, &detail)) {
+    case JOB_OK:
+        break;
+    case JOB_MALFORMED_JSON:
+        return reject(enqueue, PROBLEM_MALFORMED_JSON, detail);
+    default:
+        return reject(enqueue, PROBLEM_INVALID_JOB, detail);
+    }
+    if (check_job(enqueue, &enqueue->jobs[0], &job, &failure, SCHEMA_ERRORS_SHOWN) != 0) {
+        job_release(&job);
+        return reject_job(enqueue, &failure);
+    }
+    if (draft_job(enqueue, &enqueue->jobs[0], &job, &failure) != 0)
+        return reject_job(enqueue, &failure);
+    enqueue->drafted = 1;
     return 0;
 }
 
-/* Step 11: hand the signed payload to Redis. */
-static void store_job(struct enqueue *enqueue, const char *payload, size_t len)
+/* One failing job of a batch, as an element of the problem's "items". */
+static void append_batch_item(struct text *out, size_t index, const struct job_failure *failure)
 {
-    enum store_status status;
+    char prefix[sizeof("/jobs/18446744073709551615/args")];
+    size_t shown = failure->error_count < BATCH_ITEM_ERRORS_SHOWN ? failure->error_count
+                                                                  : BATCH_ITEM_ERRORS_SHOWN;
 
-    enqueue->op =
-        store_enqueue(enqueue->worker->store, enqueue->queue->name, strlen(enqueue->queue->name),
-                      payload, len, on_stored, enqueue, &status);
-    if (enqueue->op == NULL)
-        on_stored(enqueue, status);
-}
-
-/* Takes enqueue off the list of jobs waiting to be signed and drops its draft. */
-static void forget_unsigned(struct enqueue *enqueue)
-{
-    h2o_linklist_unlink(&enqueue->unsigned_link);
-    enqueue->worker->unsigned_count--;
-    envelope_draft_release(&enqueue->draft);
+    text_append_str(out, "{\"index\":");
+    text_append_uint(out, index);
+    text_append_str(out, ",\"type\":");
+    text_append_json_string(out, problem_type(failure->kind), strlen(problem_type(failure->kind)));
+    text_append_str(out, ",\"detail\":");
+    text_append_json_string(out, failure->detail, strlen(failure->detail));
+    if (failure->kind == PROBLEM_INVALID_ARGUMENTS) {
+        snprintf(prefix, sizeof(prefix), "/jobs/%zu/args", index);
+        text_append_str(out, ",");
+        append_schema_errors(out, prefix, failure->errors, shown, failure->error_count);
+    }
+    text_append_str(out, "}");
 }
 
 /*
+ * Steps 7 to 10 for a batch: every job is checked, and the answer lists the first
+ * failing ones; only when all pass are they sealed and drafted.
+ */
+static int read_batch(struct enqueue *enqueue)
+{
+    const struct config *config = enqueue->config;
+    h2o_req_t *req = enqueue->req;
+    size_t capacity = 64 + BATCH_ITEMS_SHOWN * (BATCH_ITEM_ERRORS_SHOWN * SCHEMA_ERROR_BYTES + 512);
+    struct job_failure failure;
+    struct text items;
+    size_t failed = 0, count;
+    const char *detail;
+    json_t *array;
+
+    switch (job_parse_batch(req->entity.base, req->entity.len, &array, &detail)) {
+    case JOB_OK:
+        break;
+    case JOB_MALFORMED_JSON:
+        return reject(enqueue, PROBLEM_MALFORMED_JSON, detail);
+    default:
+        return reject(enqueue, PROBLEM_INVALID_JOB, detail);
+    }
+    count = json_array_size(array);
+    if (count > config->limits.max_batch_jobs ||
+        (enqueue->rate.interval_us != 0 && count > enqueue->rate.burst)) {
+        json_decref(array);
+        return reject(enqueue, PROBLEM_TOO_MANY_JOBS,
+                      count > config->limits.max_batch_jobs
+                          ? "more jobs than limits.max_batch_jobs"
+                          : "more jobs than the tenant's burst; split the batch");
+    }
+    if (count > 1 && admit_locally(enqueue, count - 1) != 0) {
+        json_decref(array);
+        return -1;
+    }
+
+    enqueue->job_count = count;
+    enqueue->jobs = h2o_mem_alloc_pool(&req->pool, count * sizeof(*enqueue->jobs));
+    memset(enqueue->jobs, 0, count * sizeof(*enqueue->jobs));
+    text_init(&items, h2o_mem_alloc_pool(&req->pool, capacity), capacity);
+    for (size_t i = 0; i < count; i++) {
+        struct job job;
+        int ok =
+            job_read(json_array_get(array, i), req->entity.len / count, &job, &detail) == JOB_OK;
+        if (!ok) {
+            failure = (struct job_failure){.kind = PROBLEM_INVALID_JOB, .detail = detail};
+        } else {
+            ok =
+                check_job(enqueue, &enqueue->jobs[i], &job, &failure, BATCH_ITEM_ERRORS_SHOWN) == 0;
+            job_release(&job);
+        }
+        if (!ok && failed++ < BATCH_ITEMS_SHOWN) {
+            text_append_str(&items, failed == 1 ? "" : ",");
+            append_batch_item(&items, i, &failure);
+        }
+    }
+    for (size_t i = 0; failed == 0 && i < count; i++) {
+        struct job job;
+        job_read(json_array_get(array, i), req->entity.len / count, &job, &detail);
+        if (draft_job(enqueue, &enqueue->jobs[i], &job, &failure) != 0) {
+            if (failure.kind != PROBLEM_JOB_TOO_LARGE) {
+                json_decref(array);
+                return reject(enqueue, failure.kind, failure.detail);
+            }
+            if (failed++ < BATCH_ITEMS_SHOWN) {
+                text_append_str(&items, failed == 1 ? "" : ",");
+                append_batch_item(&items, i, &failure);
+            }
+            continue;
+        }
+        enqueue->drafted = i + 1;
+    }
+    json_decref(array);
+    if (failed == 0)
+        return 0;
+
+    size_t members_capacity = items.len + 64;
+    struct text members;
+    text_init(&members, h2o_mem_alloc_pool(&req->pool, members_capacity), members_capacity);
+    text_append_str(&members, "\"item_error_count\":");
+    text_append_uint(&members, failed);
+    text_append_str(&members, ",\"items\":[");
+    text_append(&members, text_finish(&items), items.len);
+    text_append_str(&members, "]");
+    return reject_with(enqueue, PROBLEM_INVALID_BATCH, "see items: each names a failing job",
+                       text_finish(&members));
+}
+
+/* The 202 body, known before the write so that Redis can keep it for replays. */
+static void make_answer(struct enqueue *enqueue)
+{
+    const char *queue = enqueue->queue->name;
+    size_t capacity = 64 + 6 * strlen(queue) + enqueue->job_count * ACCEPTED_JOB_BYTES;
+    struct text body;
+
+    text_init(&body, h2o_mem_alloc_pool(&enqueue->req->pool, capacity), capacity);
+    if (!enqueue->is_batch) {
+        const struct job_slot *job = &enqueue->jobs[0];
+        text_append_str(&body, "{\"id\":\"");
+        text_append_str(&body, job->id);
+        text_append_str(&body, "\",\"queue\":");
+        text_append_json_string(&body, queue, strlen(queue));
+        text_append_str(&body, ",\"class\":");
+        text_append_json_string(&body, job->class_name.base, job->class_name.len);
+        text_append_str(&body, "}");
+    } else {
+        text_append_str(&body, "{\"queue\":");
+        text_append_json_string(&body, queue, strlen(queue));
+        text_append_str(&body, ",\"jobs\":[");
+        for (size_t i = 0; i < enqueue->job_count; i++) {
+            const struct job_slot *job = &enqueue->jobs[i];
+            text_append_str(&body, i == 0 ? "{\"id\":\"" : ",{\"id\":\"");
+            text_append_str(&body, job->id);
+            text_append_str(&body, "\",\"class\":");
+            text_append_json_string(&body, job->class_name.base, job->class_name.len);
+            text_append_str(&body, "}");
+        }
+        text_append_str(&body, "]}");
+    }
+    enqueue->answer = text_finish(&body);
+    enqueue->answer_len = body.len;
+}
+
+static void respond_accepted(struct enqueue *enqueue, const char *answer, size_t len, int replayed)
+{
+    enqueue->answered = 1;
+    if (replayed)
+        add_named_header(enqueue->req, "idempotent-replayed", H2O_STRLIT("true"));
+    log_enqueue(enqueue, 202, NULL, replayed);
+    respond(enqueue->req, 202, "Accepted", "application/json", answer, len);
+}
+
+/* Step 12, or the problem that replaces it: Redis has answered the write. */
+static void on_stored(void *data, const struct store_result *result)
+{
+    struct enqueue *enqueue = data;
+
+    enqueue->op = NULL;
+    switch (result->status) {
+    case STORE_OK:
+        add_rate_headers(enqueue, result->rate_remaining, result->rate_reset_us);
+        respond_accepted(enqueue, enqueue->answer, enqueue->answer_len, 0);
+        break;
+    case STORE_REPLAYED:
+        respond_accepted(enqueue, result->answer, result->answer_len, 1);
+        break;
+    case STORE_KEY_REUSED:
+        reject(enqueue, PROBLEM_IDEMPOTENCY_KEY_REUSED,
+               "send a new Idempotency-Key with a different request");
+        break;
+    case STORE_RATE_LIMITED:
+        reject_rate_limited(enqueue, result->retry_after_us, result->rate_remaining,
+                            result->rate_reset_us);
+        break;
+    case STORE_QUEUE_FULL:
+        reject(enqueue, PROBLEM_QUEUE_FULL, "the queue is at its max_depth; retry later");
+        break;
+    case STORE_BUSY:
+        reject(enqueue, PROBLEM_OVERLOADED, "too many writes in flight; retry shortly");
+        break;
+    default:
+        reject(enqueue, PROBLEM_REDIS_UNAVAILABLE, "the job was not confirmed as written");
+        break;
+    }
+}
+
+/* Frees what the enqueue's jobs still hold: drafts not signed, payloads not written. */
+static void release_jobs(struct enqueue *enqueue)
+{
+    for (size_t i = 0; i < enqueue->drafted; i++) {
+        struct job_slot *job = &enqueue->jobs[i];
+        if (i >= enqueue->signed_count)
+            envelope_draft_release(&job->draft);
+        free(job->payload);
+        job->payload = NULL;
+    }
+    enqueue->drafted = 0;
+    enqueue->signed_count = 0;
+}
+
+/* Step 11: hand the signed payloads to Redis, with every check Redis makes. */
+static void write_jobs(struct enqueue *enqueue)
+{
+    const char *payloads[1] = {enqueue->jobs[0].payload};
+    size_t lens[1] = {enqueue->jobs[0].payload_len};
+    const char **all_payloads = payloads;
+    size_t *all_lens = lens;
+    enum store_status status = STORE_UNAVAILABLE;
+
+    if (enqueue->job_count > 1) {
+        all_payloads =
+            h2o_mem_alloc_pool(&enqueue->req->pool, enqueue->job_count * sizeof(*all_payloads));
+        all_lens = h2o_mem_alloc_pool(&enqueue->req->pool, enqueue->job_count * sizeof(*all_lens));
+        for (size_t i = 0; i < enqueue->job_count; i++) {
+            all_payloads[i] = enqueue->jobs[i].payload;
+            all_lens[i] = enqueue->jobs[i].payload_len;
+        }
+    }
+    struct store_write write = {
+        .queue = enqueue->queue->name,
+        .queue_len = strlen(enqueue->queue->name),
+        .payloads = all_payloads,
+        .payload_lens = all_lens,
+        .count = enqueue->job_count,
+        .tenant = enqueue->principal.tenant,
+        .rate_interval_us = enqueue->rate.interval_us,
+        .rate_burst = enqueue->rate.burst,
+        .max_depth = enqueue->queue->max_depth,
+        .idempotency_id = enqueue->keyed ? enqueue->idempotency_id : NULL,
+        .fingerprint = enqueue->fingerprint,
+        .answer = enqueue->answer,
+        .answer_len = enqueue->answer_len,
+        .idempotency_window_seconds = enqueue->config->idempotency.window_seconds,
+    };
+    enqueue->op = store_write(enqueue->worker->store, &write, on_stored, enqueue, &status);
+    release_jobs(enqueue);
+    if (enqueue->op == NULL) {
+        struct store_result result = {.status = status};
+        on_stored(enqueue, &result);
+    }
+}
+
+/* Takes enqueue off the list of requests waiting to be signed. */
+static void forget_unsigned(struct enqueue *enqueue)
+{
+    h2o_linklist_unlink(&enqueue->unsigned_link);
+    enqueue->worker->unsigned_count -= enqueue->job_count - enqueue->signed_count;
+}
+
+/* A job of a request waiting to be signed, as a leaf of the tree being signed. */
+struct leaf {
+    struct enqueue *enqueue;
+    size_t index;
+};
+
+/*
  * Steps 10 and 11 for the oldest jobs waiting: as many as one signature may cover, all
- * drafted under one config (so with one signing key), signed together and written.
- * They move to a list of their own first: answering one job may dispose of others,
+ * drafted under one config (so with one signing key), signed together. A request all
+ * of whose jobs are signed is written; a batch may span several signatures. Finished
+ * requests move to a list of their own first: answering one may dispose of others,
  * which then take themselves off it.
  */
 static void sign_waiting(struct worker *worker)
 {
-    const struct envelope_draft *drafts[MERKLE_MAX_LEAVES];
+    const struct envelope_draft *drafts[ENVELOPE_MAX_JOBS_PER_SIGNATURE];
+    struct leaf leaves[ENVELOPE_MAX_JOBS_PER_SIGNATURE];
     const struct config *config = NULL;
-    size_t count = 0, limit = MERKLE_MAX_LEAVES;
-    h2o_linklist_t batch;
+    size_t count = 0, limit = ENVELOPE_MAX_JOBS_PER_SIGNATURE;
+    h2o_linklist_t finished, *node;
     int signed_ok;
 
-    h2o_linklist_init_anchor(&batch);
-    while (!h2o_linklist_is_empty(&worker->unsigned_jobs) && count < limit) {
-        struct enqueue *enqueue =
-            H2O_STRUCT_FROM_MEMBER(struct enqueue, unsigned_link, worker->unsigned_jobs.next);
+    h2o_linklist_init_anchor(&finished);
+    for (node = worker->unsigned_jobs.next; node != &worker->unsigned_jobs && count < limit;
+         node = node->next) {
+        struct enqueue *enqueue = H2O_STRUCT_FROM_MEMBER(struct enqueue, unsigned_link, node);
         if (config == NULL) {
             config = enqueue->config;
             limit = config->envelope.jobs_per_signature;
         } else if (enqueue->config != config) {
             break;
         }
-        h2o_linklist_unlink(&enqueue->unsigned_link);
-        h2o_linklist_insert(&batch, &enqueue->unsigned_link);
-        enqueue->batch_index = count;
-        drafts[count++] = &enqueue->draft;
+        for (size_t i = enqueue->signed_count; i < enqueue->job_count && count < limit; i++) {
+            leaves[count] = (struct leaf){enqueue, i};
+            drafts[count++] = &enqueue->jobs[i].draft;
+        }
     }
     if (count == 0)
         return;
     worker->signing = 1;
     signed_ok = envelope_batch_sign(worker->batch, drafts, count, &config->envelope.signer) == 0;
 
-    while (!h2o_linklist_is_empty(&batch)) {
-        struct enqueue *enqueue = H2O_STRUCT_FROM_MEMBER(struct enqueue, unsigned_link, batch.next);
-        size_t len = 0;
-        char *payload =
-            signed_ok
-                ? envelope_batch_payload(worker->batch, enqueue->batch_index, &enqueue->draft,
-                                         enqueue->class_name.base, enqueue->class_name.len, &len)
-                : NULL;
-        forget_unsigned(enqueue);
-        if (payload == NULL) {
-            reject(enqueue, signed_ok ? PROBLEM_OVERLOADED : PROBLEM_INTERNAL,
-                   signed_ok ? "out of memory; retry shortly" : "nothing was written");
-            continue;
+    for (size_t i = 0; i < count; i++) {
+        struct enqueue *enqueue = leaves[i].enqueue;
+        struct job_slot *job = &enqueue->jobs[leaves[i].index];
+        if (signed_ok)
+            job->payload =
+                envelope_batch_payload(worker->batch, i, &job->draft, job->class_name.base,
+                                       job->class_name.len, &job->payload_len);
+        envelope_draft_release(&job->draft);
+        enqueue->signed_count++;
+        worker->unsigned_count--;
+        enqueue->sign_failed |= job->payload == NULL;
+        /* A request's leaves are side by side; after its last one it may be done. */
+        if ((i + 1 == count || leaves[i + 1].enqueue != enqueue) &&
+            (enqueue->signed_count == enqueue->job_count || enqueue->sign_failed)) {
+            forget_unsigned(enqueue);
+            h2o_linklist_insert(&finished, &enqueue->unsigned_link);
         }
-        store_job(enqueue, payload, len);
-        free(payload);
+    }
+
+    while (!h2o_linklist_is_empty(&finished)) {
+        struct enqueue *enqueue =
+            H2O_STRUCT_FROM_MEMBER(struct enqueue, unsigned_link, finished.next);
+        h2o_linklist_unlink(&enqueue->unsigned_link);
+        if (!enqueue->sign_failed) {
+            write_jobs(enqueue);
+        } else {
+            release_jobs(enqueue);
+            reject(enqueue, PROBLEM_INTERNAL, "nothing was written");
+        }
     }
     worker->signing = 0;
 }
@@ -425,18 +902,60 @@ static void on_sign_check(uv_check_t *check)
     uv_check_stop(check);
 }
 
-/* Puts a drafted job in line to be signed; a full batch is signed at once. */
+/* Puts a drafted request in line to be signed; a full tree is signed at once. */
 static void queue_for_signing(struct enqueue *enqueue)
 {
     struct worker *worker = enqueue->worker;
 
     h2o_linklist_insert(&worker->unsigned_jobs, &enqueue->unsigned_link);
-    worker->unsigned_count++;
-    /* A job that comes in while a batch is written out waits for the check. */
-    if (worker->unsigned_count >= enqueue->config->envelope.jobs_per_signature && !worker->signing)
+    worker->unsigned_count += enqueue->job_count;
+    /* A job that comes in while a tree is written out waits for the check. */
+    while (worker->unsigned_count >= enqueue->config->envelope.jobs_per_signature &&
+           !worker->signing && !h2o_linklist_is_empty(&worker->unsigned_jobs))
         sign_waiting(worker);
     if (!h2o_linklist_is_empty(&worker->unsigned_jobs))
         uv_check_start(&worker->sign_check, on_sign_check);
+}
+
+/*
+ * A client reset a stream whose request jobgate had taken and not answered yet. Done
+ * fast, that is the HTTP/2 rapid reset attack: each reset stream costs the pipeline's
+ * work while the client holds no stream open, so the limit on concurrent streams never
+ * bites. Over its budget the connection is shut down: h2o reads the end of the stream
+ * and closes it the usual way (h2o 2.2.5 has no call to send GOAWAY from outside).
+ */
+static void connection_budget(const struct worker *worker, struct gcra *budget)
+{
+    const struct config_rate *resets = &worker->config->limits.connection_resets;
+
+    gcra_init(budget, resets->per_second, resets->burst);
+}
+
+static void count_reset(struct worker *worker, h2o_conn_t *conn)
+{
+    struct gcra budget;
+    h2o_socket_t *sock;
+
+    connection_budget(worker, &budget);
+    if (rate_table_take(worker->connection_resets, &conn->id, sizeof(conn->id), &budget, now_us(),
+                        1, NULL, NULL, NULL))
+        return;
+    sock = conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
+    if (sock != NULL && shutdown(h2o_socket_get_fd(sock), SHUT_RDWR) == 0)
+        log_message(LOG_WARN, "transport",
+                    "closed an HTTP/2 connection that reset too many streams");
+}
+
+/* Whether a connection already spent its budget of resets; its requests get no work. */
+static int connection_over_budget(struct worker *worker, h2o_req_t *req)
+{
+    struct gcra budget;
+
+    if (req->version < 0x200)
+        return 0;
+    connection_budget(worker, &budget);
+    return !rate_table_would_allow(worker->connection_resets, &req->conn->id, sizeof(req->conn->id),
+                                   &budget, now_us(), 1, NULL);
 }
 
 /* The request is gone (answered, or reset by the client): Redis's answer is not wanted. */
@@ -446,16 +965,18 @@ static void on_enqueue_disposed(void *data)
 
     if (h2o_linklist_is_linked(&enqueue->unsigned_link))
         forget_unsigned(enqueue);
+    release_jobs(enqueue);
     if (enqueue->op != NULL)
         store_op_cancel(enqueue->op);
+    if (!enqueue->answered && enqueue->req->version >= 0x200)
+        count_reset(enqueue->worker, enqueue->req->conn);
     config_release(enqueue->config);
 }
 
-static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
+static void enqueue_request(h2o_req_t *req, h2o_iovec_t queue_name, int is_batch)
 {
     struct enqueue *enqueue =
         h2o_mem_alloc_shared(&req->pool, sizeof(*enqueue), on_enqueue_disposed);
-    struct job job;
 
     memset(enqueue, 0, sizeof(*enqueue));
     enqueue->worker = worker_of(req);
@@ -463,12 +984,18 @@ static void enqueue_job(h2o_req_t *req, h2o_iovec_t queue_name)
     config_retain(enqueue->config);
     enqueue->req = req;
     enqueue->started_ns = uv_hrtime();
+    enqueue->is_batch = is_batch;
     enqueue->queue_name = queue_name;
 
-    if (authenticate(enqueue) != 0 || authorize(enqueue) != 0 || check_body(enqueue) != 0 ||
-        parse_job(enqueue, &job) != 0 || validate_args(enqueue, &job) != 0 ||
-        draft_envelope(enqueue, &job) != 0)
+    if (connection_over_budget(enqueue->worker, req)) {
+        reject(enqueue, PROBLEM_TOO_MANY_RESETS, "this connection reset too many streams");
         return;
+    }
+    if (authenticate(enqueue) != 0 || authorize(enqueue) != 0 || check_request(enqueue) != 0 ||
+        admit_locally(enqueue, 1) != 0 ||
+        (is_batch ? read_batch(enqueue) : read_single(enqueue)) != 0)
+        return;
+    make_answer(enqueue);
     queue_for_signing(enqueue);
 }
 
@@ -494,31 +1021,33 @@ static int path_is(h2o_iovec_t path, const char *expected)
 }
 
 /*
- * Matches "/v1/queues/{queue}/jobs" and sets *queue_name. The name is checked
- * against the config later, after authentication, so that an unauthenticated
+ * Matches "/v1/queues/{queue}" followed by suffix and sets *queue_name. The name is
+ * checked against the config later, after authentication, so that an unauthenticated
  * caller cannot learn which queues exist.
  */
-static int match_jobs_path(h2o_iovec_t path, h2o_iovec_t *queue_name)
+static int match_queue_path(h2o_iovec_t path, const char *suffix, h2o_iovec_t *queue_name)
 {
-    size_t prefix = sizeof(QUEUES_PREFIX) - 1, suffix = sizeof(JOBS_SUFFIX) - 1;
+    size_t prefix_len = sizeof(QUEUES_PREFIX) - 1, suffix_len = strlen(suffix);
 
-    if (path.len <= prefix + suffix || memcmp(path.base, QUEUES_PREFIX, prefix) != 0 ||
-        memcmp(path.base + path.len - suffix, JOBS_SUFFIX, suffix) != 0)
+    if (path.len <= prefix_len + suffix_len || memcmp(path.base, QUEUES_PREFIX, prefix_len) != 0 ||
+        memcmp(path.base + path.len - suffix_len, suffix, suffix_len) != 0)
         return 0;
-    *queue_name = h2o_iovec_init(path.base + prefix, path.len - prefix - suffix);
+    *queue_name = h2o_iovec_init(path.base + prefix_len, path.len - prefix_len - suffix_len);
     return memchr(queue_name->base, '/', queue_name->len) == NULL;
 }
 
 int gateway_on_request(h2o_handler_t *handler, h2o_req_t *req)
 {
     h2o_iovec_t path = req->path_normalized, queue_name;
+    int is_batch = 0;
 
     (void)handler;
-    if (match_jobs_path(path, &queue_name)) {
+    if (match_queue_path(path, JOBS_SUFFIX, &queue_name) ||
+        (is_batch = match_queue_path(path, BATCH_SUFFIX, &queue_name))) {
         if (!is_method(req, "POST"))
             method_not_allowed(req, "POST");
         else
-            enqueue_job(req, queue_name);
+            enqueue_request(req, queue_name, is_batch);
     } else if (path_is(path, "/healthz")) {
         if (!is_method(req, "GET") && !is_method(req, "HEAD"))
             method_not_allowed(req, "GET, HEAD");
@@ -577,8 +1106,35 @@ int gateway_worker_use_config(struct worker *worker, const struct config *config
     return 0;
 }
 
-int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop)
+/* Budgets of HTTP/2 connections on one loop: one bucket of resets per connection. */
+#define CONNECTION_BUCKETS 4096
+/* Budgets every loop shares: tenants' local buckets, and addresses' failed tokens. */
+#define TENANT_BUCKETS 4096
+#define ADDRESS_BUCKETS 65536
+
+int gateway_shared_init(struct gateway_shared *shared)
 {
+    shared->tenant_jobs = rate_table_new(TENANT_BUCKETS, 1);
+    shared->failed_tokens = rate_table_new(ADDRESS_BUCKETS, 1);
+    if (shared->tenant_jobs != NULL && shared->failed_tokens != NULL)
+        return 0;
+    gateway_shared_dispose(shared);
+    return -1;
+}
+
+void gateway_shared_dispose(struct gateway_shared *shared)
+{
+    rate_table_free(shared->tenant_jobs);
+    rate_table_free(shared->failed_tokens);
+    shared->tenant_jobs = NULL;
+    shared->failed_tokens = NULL;
+}
+
+int gateway_worker_init(struct worker *worker, const struct config *config, uv_loop_t *loop,
+                        struct gateway_shared *shared)
+{
+    worker->shared = shared;
+    worker->connection_resets = NULL;
     worker->config = NULL;
     worker->sealer = NULL;
     worker->auth_cache = NULL;
@@ -594,7 +1150,8 @@ int gateway_worker_init(struct worker *worker, const struct config *config, uv_l
     worker->signing = 0;
     uv_check_init(loop, &worker->sign_check);
     worker->sign_check.data = worker;
-    if ((worker->batch = envelope_batch_new()) == NULL)
+    if ((worker->batch = envelope_batch_new()) == NULL ||
+        (worker->connection_resets = rate_table_new(CONNECTION_BUCKETS, 0)) == NULL)
         return -1;
     uv_prepare_init(loop, &worker->log_flush);
     uv_prepare_start(&worker->log_flush, on_log_flush);
@@ -614,6 +1171,8 @@ void gateway_worker_dispose(struct worker *worker)
     uv_close((uv_handle_t *)&worker->log_flush, NULL);
     envelope_batch_free(worker->batch);
     worker->batch = NULL;
+    rate_table_free(worker->connection_resets);
+    worker->connection_resets = NULL;
     sealer_free(worker->sealer);
     worker->sealer = NULL;
     auth_cache_free(worker->auth_cache);

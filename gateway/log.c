@@ -159,6 +159,12 @@ void log_request(const struct log_request *entry)
     append_field(&line, "queue", entry->queue, entry->queue_len);
     append_field(&line, "class", entry->class_name, entry->class_len);
     append_field(&line, "job_id", entry->job_id, entry->job_id ? strlen(entry->job_id) : 0);
+    if (entry->jobs > 0) {
+        text_append_str(&line, ",\"jobs\":");
+        text_append_uint(&line, entry->jobs);
+    }
+    if (entry->replayed)
+        text_append_str(&line, ",\"replayed\":true");
     text_append_str(&line, ",\"status\":");
     text_append_uint(&line, (uint64_t)entry->status);
     append_field(&line, "problem", entry->problem, entry->problem ? strlen(entry->problem) : 0);

@@ -28,6 +28,8 @@ struct log_request {
     const char *class_name;
     size_t class_len;
     const char *job_id;
+    size_t jobs;  /* a batch's job count; 0 for a single job */
+    int replayed; /* answered from an earlier request with the same Idempotency-Key */
     int status;
     const char *problem; /* problem type for rejections */
     size_t bytes;        /* request body size */

@@ -1,6 +1,6 @@
 /*
  * problem: RFC 9457 error answers; see problem.h. The table below is the one place
- * that names each kind's type URI, status and title; docs/problems.md describes them.
+ * that names each kind's type URI, status and title; the README's error table describes them.
  */
 #include "problem.h"
 
@@ -32,6 +32,12 @@ static const struct problem_info problems[PROBLEM_KIND_COUNT] = {
                                "Unknown queue"},
     [PROBLEM_PAYLOAD_TOO_LARGE] = {PROBLEM_TYPE_PREFIX "payload-too-large", 413,
                                    "Payload Too Large", "Request body too large"},
+    [PROBLEM_JOB_TOO_LARGE] = {PROBLEM_TYPE_PREFIX "job-too-large", 413, "Payload Too Large",
+                               "Job too large"},
+    [PROBLEM_TOO_MANY_JOBS] = {PROBLEM_TYPE_PREFIX "too-many-jobs", 413, "Payload Too Large",
+                               "Too many jobs in one request"},
+    [PROBLEM_HEADERS_TOO_LARGE] = {PROBLEM_TYPE_PREFIX "headers-too-large", 431,
+                                   "Request Header Fields Too Large", "Request headers too large"},
     [PROBLEM_UNSUPPORTED_MEDIA_TYPE] = {PROBLEM_TYPE_PREFIX "unsupported-media-type", 415,
                                         "Unsupported Media Type",
                                         "Content-Type must be application/json"},
@@ -44,6 +50,23 @@ static const struct problem_info problems[PROBLEM_KIND_COUNT] = {
                                    "Job arguments do not match the class's schema"},
     [PROBLEM_UNKNOWN_CLASS] = {PROBLEM_TYPE_PREFIX "unknown-class", 422, "Unprocessable Content",
                                "Class not allowed on this queue"},
+    [PROBLEM_INVALID_BATCH] = {PROBLEM_TYPE_PREFIX "invalid-batch", 422, "Unprocessable Content",
+                               "Some jobs in the batch are invalid; none was written"},
+    [PROBLEM_INVALID_IDEMPOTENCY_KEY] =
+        {PROBLEM_TYPE_PREFIX "invalid-idempotency-key", 400, "Bad Request",
+         "Idempotency-Key must be 1 to 255 visible ASCII characters"},
+    [PROBLEM_IDEMPOTENCY_KEY_REUSED] = {PROBLEM_TYPE_PREFIX "idempotency-key-reused", 422,
+                                        "Unprocessable Content",
+                                        "Idempotency-Key already used for another request"},
+    [PROBLEM_RATE_LIMITED] = {PROBLEM_TYPE_PREFIX "rate-limited", 429, "Too Many Requests",
+                              "Tenant's job rate exceeded"},
+    [PROBLEM_TOO_MANY_FAILED_TOKENS] = {PROBLEM_TYPE_PREFIX "too-many-failed-tokens", 429,
+                                        "Too Many Requests",
+                                        "Too many invalid tokens from this address"},
+    [PROBLEM_TOO_MANY_RESETS] = {PROBLEM_TYPE_PREFIX "too-many-resets", 429, "Too Many Requests",
+                                 "Too many streams reset on this connection"},
+    [PROBLEM_QUEUE_FULL] = {PROBLEM_TYPE_PREFIX "queue-full", 503, "Service Unavailable",
+                            "Queue is full"},
     [PROBLEM_REDIS_UNAVAILABLE] = {PROBLEM_TYPE_PREFIX "redis-unavailable", 503,
                                    "Service Unavailable", "Job store unavailable"},
     [PROBLEM_DRAINING] = {PROBLEM_TYPE_PREFIX "draining", 503, "Service Unavailable",
@@ -90,6 +113,10 @@ static void add_kind_headers(h2o_req_t *req, enum problem_kind kind)
     case PROBLEM_OVERLOADED:
     case PROBLEM_DRAINING:
         add_header(req, H2O_TOKEN_RETRY_AFTER, "1");
+        break;
+    case PROBLEM_QUEUE_FULL:
+        /* Workers drain a queue at their own pace: give them a moment. */
+        add_header(req, H2O_TOKEN_RETRY_AFTER, "5");
         break;
     default:
         break;

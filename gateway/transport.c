@@ -233,12 +233,12 @@ static int add_listener(struct thread *thread, const struct config_listener *add
 }
 
 static int thread_init(struct thread *thread, const struct config *config,
-                       h2o_globalconf_t *globalconf, SSL_CTX *tls)
+                       h2o_globalconf_t *globalconf, SSL_CTX *tls, struct gateway_shared *shared)
 {
     uv_loop_init(&thread->loop);
     thread->loop.data = thread;
     h2o_context_init(&thread->worker.http, &thread->loop, globalconf);
-    if (gateway_worker_init(&thread->worker, config, &thread->loop) != 0)
+    if (gateway_worker_init(&thread->worker, config, &thread->loop, shared) != 0)
         return -1;
     if (config->cleartext.host != NULL &&
         add_listener(thread, &config->cleartext, NULL, globalconf) != 0)
@@ -261,7 +261,7 @@ static void configure_http(h2o_globalconf_t *globalconf, const struct config *co
 
     h2o_config_init(globalconf);
     globalconf->server_name = h2o_iovec_init(H2O_STRLIT("jobgate"));
-    globalconf->max_request_entity_size = config->limits.max_body_bytes;
+    globalconf->max_request_entity_size = config->limits.http_body_cap;
     globalconf->http1.req_timeout = config->limits.request_timeout_ms;
     globalconf->http2.idle_timeout = config->limits.idle_timeout_ms;
     globalconf->handshake_timeout = config->limits.handshake_timeout_ms;
@@ -345,6 +345,7 @@ static void wait_for_stop_signal(const sigset_t *signals, const struct config *c
 
 int transport_serve(const struct config *config)
 {
+    static struct gateway_shared shared;
     static h2o_globalconf_t globalconf;
     struct thread *threads;
     SSL_CTX *tls = NULL;
@@ -362,12 +363,14 @@ int transport_serve(const struct config *config)
     if (config->tls.address.host != NULL && (tls = tls_context_new(&config->tls)) == NULL)
         return 1;
     threads = calloc(config->threads, sizeof(*threads));
-    if (threads == NULL)
+    if (threads == NULL || gateway_shared_init(&shared) != 0) {
+        free(threads);
         return 1;
+    }
 
     for (; started < config->threads; started++) {
         struct thread *thread = &threads[started];
-        if (thread_init(thread, config, &globalconf, tls) != 0 ||
+        if (thread_init(thread, config, &globalconf, tls, &shared) != 0 ||
             pthread_create(&thread->id, NULL, run_thread, thread) != 0)
             break;
     }
@@ -385,6 +388,7 @@ int transport_serve(const struct config *config)
      * right after this, so they are left to it.
      */
     free(threads);
+    gateway_shared_dispose(&shared);
     SSL_CTX_free(tls);
     if (started == config->threads)
         log_message(LOG_INFO, "serve", "stopped");

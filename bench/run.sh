@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Measures the enqueue pipeline against its floors, in one run on this machine:
 #   enqueue  h2load POSTing jobs through the whole pipeline into Redis: token, policy,
-#            strict parse, schema, one sealed field, Ed25519 signature, Redis write
+#            tenant rate (local and in Redis, set high enough never to refuse), queue
+#            depth check, strict parse, schema, one sealed field, Ed25519 signature,
+#            Redis write
 #   light    the same with 20 requests in flight (about half the rate), for latency
+#   bare     the enqueue run without a tenant rate or depth cap: what those checks cost
 #   alone    the enqueue run again with every job signed alone (jobs_per_signature 1)
+#   batch    POST .../jobs:batch with BATCH jobs a request; its rate is in jobs/s
 #   floor    the same server answering GET /healthz (no auth, no parse, no Redis)
 #   redis    redis-benchmark RPUSH with 16-command pipelines
 # and prints req/s, p50/p99 latency, jobgate CPU microseconds per request and the
@@ -15,6 +19,7 @@ requests=${REQUESTS:-200000}
 clients=${CLIENTS:-50}
 streams=${STREAMS:-10}
 threads=${THREADS:-2}
+batch=${BATCH:-100}
 jobgate=${JOBGATE:-build/jobgate}
 
 work=$(mktemp -d)
@@ -78,8 +83,25 @@ jq --arg key "$work/hs256.key" --arg listen "127.0.0.1:$http_port" --arg schemas
      | .envelope.signing_key = {kid: "bench-sign", file: "\($work)/bench-sign.sign.key"}
      | .envelope.sealing_keys = {"bench-workers": {file: "\($work)/bench-workers.seal.pub"}}
      | .tiers |= map_values(.seal_to = "bench-workers")
+     | .tenants = {"*": {jobs_per_second: 1000000000, burst: 1000000000}}
+     | .queues.mailers.max_depth = 1000000000
      | .classes |= with_entries(.value.schema = "\($schemas)/\(.key).json")' \
     config/example.json >"$work/config.json"
+
+# reload JQ_FILTER: rewrites the config with the filter and waits until jobgate took it.
+reloads=0
+reload() {
+    jq "$1" "$work/config.json" >"$work/next.json"
+    mv "$work/next.json" "$work/config.json"
+    reloads=$((reloads + 1))
+    kill -HUP "$jobgate_pid"
+    for _ in $(seq 50); do
+        [ "$(grep -c '"reloaded' "$work/jobgate.log")" -ge "$reloads" ] && return
+        sleep 0.1
+    done
+    echo "jobgate did not reload" >&2
+    exit 1
+}
 
 "$jobgate" serve --config "$work/config.json" 2>"$work/jobgate.log" &
 jobgate_pid=$!
@@ -109,16 +131,31 @@ redis-cli -p "$redis_port" --raw lindex resque:queue:mailers -1 |
 written=$(redis-cli -p "$redis_port" llen resque:queue:mailers)
 redis-cli -p "$redis_port" del resque:queue:mailers >/dev/null
 
-# The same server, reloaded to sign every job alone: what signing jobs together saves.
-jq '.envelope.jobs_per_signature = 1' "$work/config.json" >"$work/alone.json"
-mv "$work/alone.json" "$work/config.json"
-kill -HUP "$jobgate_pid"
-for _ in $(seq 50); do
-    grep -q '"reloaded' "$work/jobgate.log" && break
-    sleep 0.1
-done
+# The same server without a tenant rate or a depth cap: what those checks cost.
+reload 'del(.tenants) | .queues.mailers.max_depth = 0'
+bare=$(run_h2load bare "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
+    -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
+written=$((written + $(redis-cli -p "$redis_port" llen resque:queue:mailers)))
+redis-cli -p "$redis_port" del resque:queue:mailers >/dev/null
+
+# Reloaded to sign every job alone, with the checks back: what signing together saves.
+reload '.envelope.jobs_per_signature = 1
+    | .tenants = {"*": {jobs_per_second: 1000000000, burst: 1000000000}}
+    | .queues.mailers.max_depth = 1000000000'
 alone=$(run_h2load alone "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
     -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/job.json")
+redis-cli -p "$redis_port" --raw lindex resque:queue:mailers -1 |
+    "$jobgate" verify --keys "$work" --queue mailers >/dev/null
+written=$((written + $(redis-cli -p "$redis_port" llen resque:queue:mailers)))
+redis-cli -p "$redis_port" del resque:queue:mailers >/dev/null
+
+# Batches of $batch jobs, signed 16 to a signature again, every check on.
+reload '.envelope.jobs_per_signature = 16'
+jq -c --argjson n "$batch" '{jobs: [range($n) as $i | .]}' "$work/job.json" >"$work/batch.json"
+batch_requests=$((requests / batch))
+batched=$(requests=$batch_requests clients=10 streams=2 run_h2load batch \
+    "http://127.0.0.1:$http_port/v1/queues/mailers/jobs:batch" \
+    -H "authorization: Bearer $token" -H "content-type: application/json" -d "$work/batch.json")
 redis-cli -p "$redis_port" --raw lindex resque:queue:mailers -1 |
     "$jobgate" verify --keys "$work" --queue mailers >/dev/null
 written=$((written + $(redis-cli -p "$redis_port" llen resque:queue:mailers)))
@@ -129,6 +166,10 @@ read -r enqueue_rate enqueue_p50 enqueue_p99 enqueue_cpu <<<"$enqueue"
 read -r half_rate half_p50 half_p99 half_cpu <<<"$half"
 read -r floor_rate floor_p50 floor_p99 floor_cpu <<<"$floor"
 read -r alone_rate alone_p50 alone_p99 alone_cpu <<<"$alone"
+read -r bare_rate bare_p50 bare_p99 bare_cpu <<<"$bare"
+read -r batch_rate batch_p50 batch_p99 batch_cpu <<<"$batched"
+batch_jobs=$(awk -v r="$batch_rate" -v n="$batch" 'BEGIN {print r * n}')
+batch_cpu=$(awk -v c="$batch_cpu" -v n="$batch" 'BEGIN {printf "%.1f", c / n}')
 echo "jobgate bench: $(date -u +%Y-%m-%d), $(nproc) cores, $threads jobgate threads," \
     "h2load -c $clients -m $streams, $requests requests, h2c"
 printf '%-8s %12s %9s %9s %12s %10s\n' path 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' 'of floor'
@@ -136,10 +177,16 @@ printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' enqueue "$enqueue_rate" "$enqueue_p5
     "$enqueue_p99" "$enqueue_cpu" "$(awk -v a="$enqueue_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
 printf '%-8s %12.0f %9s %9s %12s %9s\n' light "$half_rate" "$half_p50" "$half_p99" \
     "$half_cpu" -
+printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' bare "$bare_rate" "$bare_p50" "$bare_p99" \
+    "$bare_cpu" "$(awk -v a="$bare_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
 printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' alone "$alone_rate" "$alone_p50" "$alone_p99" \
     "$alone_cpu" "$(awk -v a="$alone_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
+printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' batch "$batch_jobs" "$batch_p50" "$batch_p99" \
+    "$batch_cpu" "$(awk -v a="$batch_jobs" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
+echo "(batch: jobs/s and CPU per job; its latencies are per request of $batch jobs)"
 printf '%-8s %12.0f %9s %9s %12s %9s\n' floor "$floor_rate" "$floor_p50" "$floor_p99" \
     "$floor_cpu" '100%'
 printf '%-8s %12.0f %9s %9s %12s %9s\n' redis "$redis_rate" - - - -
-echo "jobs in Redis after the three enqueue runs: $written of $((3 * requests))"
-[ "$written" -eq $((3 * requests)) ]
+expected=$((4 * requests + batch_requests * batch))
+echo "jobs in Redis after the enqueue runs: $written of $expected"
+[ "$written" -eq "$expected" ]

@@ -118,6 +118,12 @@ int command_keygen(int argc, char **argv)
         return 2;
     }
 
+    /* The directory is made if it is missing, private since it will hold a secret key. */
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "jobgate: keygen: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+
     if (strcmp(kind, "sign") == 0) {
         /* libsodium's Ed25519 secret key is the 32-byte seed followed by the public key. */
         crypto_sign_keypair(public_key, secret);

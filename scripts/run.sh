@@ -36,6 +36,7 @@ jobgate_pid=""
 stop() {
     [ -n "$jobgate_pid" ] && kill "$jobgate_pid" 2>/dev/null && wait "$jobgate_pid" 2>/dev/null
     redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+    rm -f run/jobgate.pid
 }
 trap stop EXIT
 trap 'exit 0' INT TERM
@@ -43,6 +44,7 @@ trap 'exit 0' INT TERM
 "$jobgate" check-config --config "$config"
 "$jobgate" serve --config "$config" 2>run/jobgate.log &
 jobgate_pid=$!
+echo "$jobgate_pid" >run/jobgate.pid
 for _ in $(seq 50); do
     curl -sf "http://$http_address/readyz" >/dev/null 2>&1 && break
     sleep 0.1

@@ -917,13 +917,6 @@ static void queue_for_signing(struct enqueue *enqueue)
         uv_check_start(&worker->sign_check, on_sign_check);
 }
 
-/*
- * A client reset a stream whose request jobgate had taken and not answered yet. Done
- * fast, that is the HTTP/2 rapid reset attack: each reset stream costs the pipeline's
- * work while the client holds no stream open, so the limit on concurrent streams never
- * bites. Over its budget the connection is shut down: h2o reads the end of the stream
- * and closes it the usual way (h2o 2.2.5 has no call to send GOAWAY from outside).
- */
 static void connection_budget(const struct worker *worker, struct gcra *budget)
 {
     const struct config_rate *resets = &worker->config->limits.connection_resets;
@@ -931,22 +924,42 @@ static void connection_budget(const struct worker *worker, struct gcra *budget)
     gcra_init(budget, resets->per_second, resets->burst);
 }
 
+/*
+ * Shuts an HTTP/2 connection down: h2o reads the end of the stream and closes it the
+ * usual way. (h2o 2.2.5 has no call that sends GOAWAY from outside, and the header with
+ * its connection internals needs one Debian does not install.)
+ */
+static void shut_down(h2o_conn_t *conn)
+{
+    h2o_socket_t *sock =
+        conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
+
+    if (sock != NULL && shutdown(h2o_socket_get_fd(sock), SHUT_RDWR) == 0)
+        log_message(LOG_WARN, "transport",
+                    "shut down an HTTP/2 connection that reset too many streams");
+}
+
+/*
+ * A client reset a stream whose request jobgate had taken and not answered yet. Done
+ * fast, that is the HTTP/2 rapid reset attack: each reset stream costs the pipeline's
+ * work while the client holds no stream open, so the limit on concurrent streams never
+ * bites. Past its budget the connection is shut down.
+ */
 static void count_reset(struct worker *worker, h2o_conn_t *conn)
 {
     struct gcra budget;
-    h2o_socket_t *sock;
 
     connection_budget(worker, &budget);
-    if (rate_table_take(worker->connection_resets, &conn->id, sizeof(conn->id), &budget, now_us(),
-                        1, NULL, NULL, NULL))
-        return;
-    sock = conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
-    if (sock != NULL && shutdown(h2o_socket_get_fd(sock), SHUT_RDWR) == 0)
-        log_message(LOG_WARN, "transport",
-                    "closed an HTTP/2 connection that reset too many streams");
+    if (!rate_table_take(worker->connection_resets, &conn->id, sizeof(conn->id), &budget, now_us(),
+                         1, NULL, NULL, NULL))
+        shut_down(conn);
 }
 
-/* Whether a connection already spent its budget of resets; its requests get no work. */
+/*
+ * Whether the request's connection spent its budget of resets. Its requests still read
+ * from h2o's buffer get an answer and no work, and the connection is shut down (again:
+ * the first shutdown may have come while h2o was still reading).
+ */
 static int connection_over_budget(struct worker *worker, h2o_req_t *req)
 {
     struct gcra budget;
@@ -954,8 +967,11 @@ static int connection_over_budget(struct worker *worker, h2o_req_t *req)
     if (req->version < 0x200)
         return 0;
     connection_budget(worker, &budget);
-    return !rate_table_would_allow(worker->connection_resets, &req->conn->id, sizeof(req->conn->id),
-                                   &budget, now_us(), 1, NULL);
+    if (rate_table_would_allow(worker->connection_resets, &req->conn->id, sizeof(req->conn->id),
+                               &budget, now_us(), 1, NULL))
+        return 0;
+    shut_down(req->conn);
+    return 1;
 }
 
 /* The request is gone (answered, or reset by the client): Redis's answer is not wanted. */

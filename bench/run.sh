@@ -45,20 +45,29 @@ cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
+# Seconds of CPU Redis has used so far.
+redis_cpu_seconds() {
+    redis-cli -p "$redis_port" info cpu |
+        awk -F: '/^used_cpu_(sys|user):/ {sum += $2} END {printf "%.6f", sum}'
+}
+
 # Percentile P (0-100) of the third column of h2load log files.
 percentile_ms() {
     cat "$2".* | awk '{print $3}' | sort -n |
         awk -v p="$1" '{v[NR] = $1} END {i = int(NR * p / 100); if (i < 1) i = 1; printf "%.2f", v[i] / 1000}'
 }
 
-# run_h2load NAME URL [h2load options...]: prints "req/s p50 p99 cpu_us_per_request".
+# run_h2load NAME URL [h2load options...]: prints "req/s p50 p99 cpu_us_per_request
+# redis_cpu_us_per_request".
 run_h2load() {
-    local name=$1 url=$2 before after output rate
+    local name=$1 url=$2 before after redis_before redis_after output rate
     shift 2
     before=$(cpu_seconds "$jobgate_pid")
+    redis_before=$(redis_cpu_seconds)
     output=$(h2load -n "$requests" -c "$clients" -m "$streams" -t 1 \
         --log-file="$work/$name.log.0" "$@" "$url")
     after=$(cpu_seconds "$jobgate_pid")
+    redis_after=$(redis_cpu_seconds)
     if ! grep -q "requests: $requests total, $requests started, $requests done, $requests succeeded" <<<"$output"; then
         echo "$name: not every request succeeded:" >&2
         grep -E '^(requests|status codes):' <<<"$output" >&2
@@ -66,7 +75,8 @@ run_h2load() {
     fi
     rate=$(grep -oE '[0-9.]+ req/s' <<<"$output" | head -1 | cut -d' ' -f1)
     echo "$rate $(percentile_ms 50 "$work/$name.log") $(percentile_ms 99 "$work/$name.log") \
-$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}')"
+$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}') \
+$(awk -v a="$redis_after" -v b="$redis_before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}')"
 }
 
 redis_port=$(free_port)
@@ -162,31 +172,32 @@ written=$((written + $(redis-cli -p "$redis_port" llen resque:queue:mailers)))
 redis_rate=$(redis-benchmark -p "$redis_port" -t rpush -P 16 -n 1000000 -q |
     grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)
 
-read -r enqueue_rate enqueue_p50 enqueue_p99 enqueue_cpu <<<"$enqueue"
-read -r half_rate half_p50 half_p99 half_cpu <<<"$half"
-read -r floor_rate floor_p50 floor_p99 floor_cpu <<<"$floor"
-read -r alone_rate alone_p50 alone_p99 alone_cpu <<<"$alone"
-read -r bare_rate bare_p50 bare_p99 bare_cpu <<<"$bare"
-read -r batch_rate batch_p50 batch_p99 batch_cpu <<<"$batched"
+read -r enqueue_rate enqueue_p50 enqueue_p99 enqueue_cpu enqueue_redis <<<"$enqueue"
+read -r half_rate half_p50 half_p99 half_cpu half_redis <<<"$half"
+read -r floor_rate floor_p50 floor_p99 floor_cpu floor_redis <<<"$floor"
+read -r alone_rate alone_p50 alone_p99 alone_cpu alone_redis <<<"$alone"
+read -r bare_rate bare_p50 bare_p99 bare_cpu bare_redis <<<"$bare"
+read -r batch_rate batch_p50 batch_p99 batch_cpu batch_redis <<<"$batched"
 batch_jobs=$(awk -v r="$batch_rate" -v n="$batch" 'BEGIN {print r * n}')
 batch_cpu=$(awk -v c="$batch_cpu" -v n="$batch" 'BEGIN {printf "%.1f", c / n}')
+batch_redis=$(awk -v c="$batch_redis" -v n="$batch" 'BEGIN {printf "%.1f", c / n}')
 echo "jobgate bench: $(date -u +%Y-%m-%d), $(nproc) cores, $threads jobgate threads," \
     "h2load -c $clients -m $streams, $requests requests, h2c"
-printf '%-8s %12s %9s %9s %12s %10s\n' path 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' 'of floor'
-printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' enqueue "$enqueue_rate" "$enqueue_p50" \
-    "$enqueue_p99" "$enqueue_cpu" "$(awk -v a="$enqueue_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
-printf '%-8s %12.0f %9s %9s %12s %9s\n' light "$half_rate" "$half_p50" "$half_p99" \
-    "$half_cpu" -
-printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' bare "$bare_rate" "$bare_p50" "$bare_p99" \
-    "$bare_cpu" "$(awk -v a="$bare_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
-printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' alone "$alone_rate" "$alone_p50" "$alone_p99" \
-    "$alone_cpu" "$(awk -v a="$alone_rate" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
-printf '%-8s %12.0f %9s %9s %12s %9.0f%%\n' batch "$batch_jobs" "$batch_p50" "$batch_p99" \
-    "$batch_cpu" "$(awk -v a="$batch_jobs" -v b="$floor_rate" 'BEGIN {print 100 * a / b}')"
+# row NAME RATE P50 P99 CPU REDIS_CPU: one line of the table, with the rate's share of the floor.
+row() {
+    printf '%-8s %12.0f %9s %9s %12s %12s %9s\n' "$1" "$2" "$3" "$4" "$5" "$6" \
+        "$(awk -v a="$2" -v b="$floor_rate" 'BEGIN {printf "%.0f%%", 100 * a / b}')"
+}
+printf '%-8s %12s %9s %9s %12s %12s %9s\n' path 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' \
+    'redis us/req' 'of floor'
+row enqueue "$enqueue_rate" "$enqueue_p50" "$enqueue_p99" "$enqueue_cpu" "$enqueue_redis"
+row light "$half_rate" "$half_p50" "$half_p99" "$half_cpu" "$half_redis"
+row bare "$bare_rate" "$bare_p50" "$bare_p99" "$bare_cpu" "$bare_redis"
+row alone "$alone_rate" "$alone_p50" "$alone_p99" "$alone_cpu" "$alone_redis"
+row batch "$batch_jobs" "$batch_p50" "$batch_p99" "$batch_cpu" "$batch_redis"
 echo "(batch: jobs/s and CPU per job; its latencies are per request of $batch jobs)"
-printf '%-8s %12.0f %9s %9s %12s %9s\n' floor "$floor_rate" "$floor_p50" "$floor_p99" \
-    "$floor_cpu" '100%'
-printf '%-8s %12.0f %9s %9s %12s %9s\n' redis "$redis_rate" - - - -
+row floor "$floor_rate" "$floor_p50" "$floor_p99" "$floor_cpu" "$floor_redis"
+printf '%-8s %12.0f\n' redis "$redis_rate"
 expected=$((4 * requests + batch_requests * batch))
 echo "jobs in Redis after the enqueue runs: $written of $expected"
 [ "$written" -eq "$expected" ]

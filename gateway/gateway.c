@@ -538,6 +538,19 @@ static int reject_job(struct enqueue *enqueue, const struct job_failure *failure
     return reject_with(enqueue, PROBLEM_INVALID_ARGUMENTS, failure->detail, text_finish(&members));
 }
 
+/* Step 7 for the whole body: answers a body that is not strict JSON or not a job (batch). */
+static int check_parsed(struct enqueue *enqueue, enum job_status status, const char *detail)
+{
+    switch (status) {
+    case JOB_OK:
+        return 0;
+    case JOB_MALFORMED_JSON:
+        return reject(enqueue, PROBLEM_MALFORMED_JSON, detail);
+    default:
+        return reject(enqueue, PROBLEM_INVALID_JOB, detail);
+    }
+}
+
 /* Steps 7 to 10 for a single job. */
 static int read_single(struct enqueue *enqueue)
 {
@@ -548,14 +561,11 @@ static int read_single(struct enqueue *enqueue)
     enqueue->job_count = 1;
     enqueue->jobs = h2o_mem_alloc_pool(&enqueue->req->pool, sizeof(*enqueue->jobs));
     memset(enqueue->jobs, 0, sizeof(*enqueue->jobs));
-    switch (job_parse(enqueue->req->entity.base, enqueue->req->entity.len, &job, &detail)) {
-    case JOB_OK:
-        break;
-    case JOB_MALFORMED_JSON:
-        return reject(enqueue, PROBLEM_MALFORMED_JSON, detail);
-    default:
-        return reject(enqueue, PROBLEM_INVALID_JOB, detail);
-    }
+    enum job_status status =
+        job_parse(enqueue->req->entity.base, enqueue->req->entity.len, &job, &detail);
+
+    if (check_parsed(enqueue, status, detail) != 0)
+        return -1;
     if (check_job(enqueue, &enqueue->jobs[0], &job, &failure, SCHEMA_ERRORS_SHOWN) != 0) {
         job_release(&job);
         return reject_job(enqueue, &failure);
@@ -602,14 +612,10 @@ static int read_batch(struct enqueue *enqueue)
     const char *detail;
     json_t *array;
 
-    switch (job_parse_batch(req->entity.base, req->entity.len, &array, &detail)) {
-    case JOB_OK:
-        break;
-    case JOB_MALFORMED_JSON:
-        return reject(enqueue, PROBLEM_MALFORMED_JSON, detail);
-    default:
-        return reject(enqueue, PROBLEM_INVALID_JOB, detail);
-    }
+    enum job_status status = job_parse_batch(req->entity.base, req->entity.len, &array, &detail);
+
+    if (check_parsed(enqueue, status, detail) != 0)
+        return -1;
     count = json_array_size(array);
     if (count > config->limits.max_batch_jobs ||
         (enqueue->rate.interval_us != 0 && count > enqueue->rate.burst)) {

@@ -1147,6 +1147,26 @@ static int kid_name_valid(const char *kid, size_t len)
     return keyfile_kid_valid(kid, len);
 }
 
+/*
+ * A key file named by keygen for one kid and configured under another would sign every
+ * job under a kid whose public key workers hold for a different key: all would be
+ * refused. A file named NAME.sign.key must be configured with kid NAME.
+ */
+static void check_signing_key_name(struct loader *loader, const char *kid, const char *file)
+{
+    size_t suffix = sizeof(KEYFILE_SIGN_SECRET) - 1, len;
+    const char *base;
+
+    if (kid == NULL || file == NULL)
+        return;
+    base = strrchr(file, '/') != NULL ? strrchr(file, '/') + 1 : file;
+    len = strlen(base);
+    if (len > suffix && strcmp(base + len - suffix, KEYFILE_SIGN_SECRET) == 0 &&
+        (len - suffix != strlen(kid) || strncmp(base, kid, len - suffix) != 0))
+        problem_at(loader, "file", "is named for kid \"%.*s\", not \"%s\"", (int)(len - suffix),
+                   base, kid);
+}
+
 static void load_signing_key(struct loader *loader, const json_t *envelope_object,
                              struct config *config)
 {
@@ -1164,8 +1184,11 @@ static void load_signing_key(struct loader *loader, const json_t *envelope_objec
         problem_at(loader, "kid", "invalid key id (1 to 64 of A-Z, a-z, 0-9, _ and -)");
     else if (kid != NULL)
         memcpy(signer->kid, kid, strlen(kid) + 1);
-    if (read_envelope_key(loader, object, seed) == 0)
+    if (read_envelope_key(loader, object, seed) == 0) {
         crypto_sign_seed_keypair(public_key, signer->secret_key, seed);
+        check_signing_key_name(loader, signer->kid[0] != '\0' ? signer->kid : NULL,
+                               json_string_value(json_object_get(object, "file")));
+    }
     sodium_memzero(seed, sizeof(seed));
     path_pop(loader, mark);
 }

@@ -48,7 +48,7 @@ static void jansson_free(void *block)
 
 /*
  * A temporary directory with a valid key file at keys/hs.key, the envelope's signing
- * seed at keys/sign.sign.key and two workers' public keys at keys/workers.seal.pub and
+ * seed at keys/sign-1.sign.key and two workers' public keys at keys/workers.seal.pub and
  * keys/others.seal.pub.
  */
 struct fixture {
@@ -73,7 +73,7 @@ static const char base_config[] =
     "    \"keys\": [{\"kid\": \"one\", \"alg\": \"HS256\", \"file\": \"keys/hs.key\"}]"
     "  },"
     "  \"envelope\": {"
-    "    \"signing_key\": {\"kid\": \"sign-1\", \"file\": \"keys/sign.sign.key\"},"
+    "    \"signing_key\": {\"kid\": \"sign-1\", \"file\": \"keys/sign-1.sign.key\"},"
     "    \"sealing_keys\": {"
     "      \"workers\": {\"file\": \"keys/workers.seal.pub\"},"
     "      \"others\": {\"file\": \"keys/others.seal.pub\"}"
@@ -183,7 +183,7 @@ static int setup(void **state)
              fixture->directory);
     write_secret(fixture, "keys/hs.key");
     randombytes_buf(fixture->signing_seed, sizeof fixture->signing_seed);
-    write_key(fixture, "keys/sign.sign.key", fixture->signing_seed);
+    write_key(fixture, "keys/sign-1.sign.key", fixture->signing_seed);
     write_sealing_key(fixture, "keys/workers.seal.pub", fixture->workers_public);
     write_sealing_key(fixture, "keys/others.seal.pub", fixture->others_public);
     write_text(fixture, "schemas/args.json", "{\"type\": \"array\"}");
@@ -605,7 +605,7 @@ static void test_relative_paths_resolve_against_the_config_directory(void **stat
     set_member(root, "redis", "password_file", "\"../secrets/redis.txt\"");
     json_t *key = json_array_get(object_at(root, "auth.keys"), 0);
     assert_int_equal(json_object_set_new(key, "file", json_string("../keys/hs.key")), 0);
-    set_member(root, "envelope.signing_key", "file", "\"../keys/sign.sign.key\"");
+    set_member(root, "envelope.signing_key", "file", "\"../keys/sign-1.sign.key\"");
     set_member(root, "envelope.sealing_keys.workers", "file", "\"../keys/workers.seal.pub\"");
     set_member(root, "envelope.sealing_keys.others", "file", "\"../keys/others.seal.pub\"");
     const char *class_name;
@@ -1118,6 +1118,15 @@ static void test_any_tenant_must_stand_alone(void **state)
                              "no control characters)");
     assert_reported(fixture, "$.queues.reports.tenants[2]: duplicate \"acme\"");
     assert_int_equal(fixture->message_count, 3);
+}
+
+/* keygen names a signing key's file for its kid; configured under another, it is refused. */
+static void test_signing_key_named_for_another_kid(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_problem(fixture, "envelope", "signing_key",
+                   "{\"kid\": \"sign-2\", \"file\": \"keys/sign-1.sign.key\"}",
+                   "$.envelope.signing_key.file: is named for kid \"sign-1\", not \"sign-2\"");
 }
 
 static void test_queue_body_limit_above_global(void **state)
@@ -1795,9 +1804,14 @@ static void test_bad_kids(void **state)
                    "$.envelope.signing_key.kid: must not be empty");
     clear_messages(fixture);
 
-    /* 64 characters is the most a kid may have. */
+    /* 64 characters is the most a kid may have; its key file is named for it. */
+    char file[KEYFILE_MAX_KID + 32], file_json[KEYFILE_MAX_KID + 34];
+    snprintf(file, sizeof file, "keys/%.*s.sign.key", KEYFILE_MAX_KID, longest + 1);
+    snprintf(file_json, sizeof file_json, "\"%s\"", file);
+    write_key(fixture, file, fixture->signing_seed);
     json_t *root = base_document();
     set_member(root, "envelope.signing_key", "kid", longest);
+    set_member(root, "envelope.signing_key", "file", file_json);
     write_document(fixture, root);
     struct config *config = load(fixture);
     print_messages(fixture);
@@ -2367,6 +2381,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_class_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_classes_and_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_any_tenant_must_stand_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signing_key_named_for_another_kid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_body_limit_above_global, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_burst_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_burst_defaults, setup, teardown),

@@ -8,6 +8,8 @@
 #   bare     the enqueue run without a tenant rate or depth cap: what those checks cost
 #   alone    the enqueue run again with every job signed alone (jobs_per_signature 1)
 #   batch    POST .../jobs:batch with BATCH jobs a request; its rate is in jobs/s
+#   keys     single jobs from a Node client without Idempotency-Key, with a new key per
+#            request and with one key for all (replays): what the keys cost
 #   floor    the same server answering GET /healthz (no auth, no parse, no Redis)
 #   redis    redis-benchmark RPUSH with 16-command pipelines
 # and prints req/s, p50/p99 latency, jobgate CPU microseconds per request and the
@@ -51,6 +53,11 @@ redis_cpu_seconds() {
         awk -F: '/^used_cpu_(sys|user):/ {sum += $2} END {printf "%.6f", sum}'
 }
 
+# Bytes of memory Redis uses now.
+redis_memory() {
+    redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory:/ {print $2 + 0}'
+}
+
 # Percentile P (0-100) of the third column of h2load log files.
 percentile_ms() {
     cat "$2".* | awk '{print $3}' | sort -n |
@@ -75,8 +82,27 @@ run_h2load() {
     fi
     rate=$(grep -oE '[0-9.]+ req/s' <<<"$output" | head -1 | cut -d' ' -f1)
     echo "$rate $(percentile_ms 50 "$work/$name.log") $(percentile_ms 99 "$work/$name.log") \
-$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}') \
-$(awk -v a="$redis_after" -v b="$redis_before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}')"
+$(per_request "$before" "$after" "$requests") $(per_request "$redis_before" "$redis_after" "$requests")"
+}
+
+# per_request BEFORE AFTER N: microseconds between two CPU readings, per request.
+per_request() {
+    awk -v b="$1" -v a="$2" -v n="$3" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}'
+}
+
+# run_keyed KEYS: POSTs the job KEYED_REQUESTS times through bench/keyed_post.mjs with
+# Idempotency-Keys (none, unique or same); prints "req/s jobgate_cpu_us_per_request
+# redis_cpu_us_per_request". The Node client, not jobgate, sets its rate.
+run_keyed() {
+    local before after redis_before redis_after rate
+    before=$(cpu_seconds "$jobgate_pid")
+    redis_before=$(redis_cpu_seconds)
+    rate=$(node bench/keyed_post.mjs "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
+        "$token" "$work/job.json" "$1" "$keyed_requests" 10 10)
+    after=$(cpu_seconds "$jobgate_pid")
+    redis_after=$(redis_cpu_seconds)
+    echo "$rate $(per_request "$before" "$after" "$keyed_requests") \
+$(per_request "$redis_before" "$redis_after" "$keyed_requests")"
 }
 
 redis_port=$(free_port)
@@ -169,6 +195,19 @@ batched=$(requests=$batch_requests clients=10 streams=2 run_h2load batch \
 redis-cli -p "$redis_port" --raw lindex resque:queue:mailers -1 |
     "$jobgate" verify --keys "$work" --queue mailers >/dev/null
 written=$((written + $(redis-cli -p "$redis_port" llen resque:queue:mailers)))
+redis-cli -p "$redis_port" del resque:queue:mailers >/dev/null
+
+# Single jobs again from a Node client, without Idempotency-Key, with a new key each,
+# and with one key for all (a replay each, after the first): what the keys cost.
+keyed_requests=$((requests / 4))
+memory_start=$(redis_memory)
+keys_none=$(run_keyed none)
+memory_none=$(redis_memory)
+keys_unique=$(run_keyed unique)
+memory_unique=$(redis_memory)
+remembered=$(redis-cli -p "$redis_port" --scan --pattern 'resque:jobgate:idempotency:*' | wc -l)
+keys_same=$(run_keyed same)
+keyed_written=$(redis-cli -p "$redis_port" llen resque:queue:mailers)
 redis_rate=$(redis-benchmark -p "$redis_port" -t rpush -P 16 -n 1000000 -q |
     grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)
 
@@ -198,6 +237,21 @@ row batch "$batch_jobs" "$batch_p50" "$batch_p99" "$batch_cpu" "$batch_redis"
 echo "(batch: jobs/s and CPU per job; its latencies are per request of $batch jobs)"
 row floor "$floor_rate" "$floor_p50" "$floor_p99" "$floor_cpu" "$floor_redis"
 printf '%-8s %12.0f\n' redis "$redis_rate"
+# keyed NAME RESULT: one line of the Idempotency-Key table.
+keyed() {
+    read -r rate cpu redis_cpu <<<"$2"
+    printf '%-8s %12.0f %12s %12s\n' "$1" "$rate" "$cpu" "$redis_cpu"
+}
+echo "Idempotency-Key, single jobs from a Node HTTP/2 client (-c 10 -m 10)," \
+    "$keyed_requests requests a run:"
+printf '%-8s %12s %12s %12s\n' keys 'req/s' 'cpu us/req' 'redis us/req'
+keyed none "$keys_none"
+keyed unique "$keys_unique"
+keyed same "$keys_same"
+echo "Redis memory per remembered key: $(((memory_unique - 2 * memory_none + memory_start) \
+    / keyed_requests)) bytes; keys remembered after the unique run: $remembered of $keyed_requests"
+echo "jobs in Redis after the keyed runs: $keyed_written of $((2 * keyed_requests + 1))"
 expected=$((4 * requests + batch_requests * batch))
 echo "jobs in Redis after the enqueue runs: $written of $expected"
-[ "$written" -eq "$expected" ]
+[ "$remembered" -eq "$keyed_requests" ] && [ "$keyed_written" -eq "$((2 * keyed_requests + 1))" ] &&
+    [ "$written" -eq "$expected" ]

@@ -8,9 +8,8 @@
  */
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
-const path = require('node:path');
 const h = require('./lib/harness');
+const b = require('./lib/budgets');
 
 const envs = [];
 
@@ -92,12 +91,9 @@ test('jobs_per_signature 1 signs every job alone', async () => {
  * lib/h2_burst.py, so that each reset reaches jobgate in the same read as its job,
  * while the job waits to be signed. Resolves the ids of the jobs answered 202.
  */
-function burstWithResets(env, count) {
-  const [, port] = env.gate.base.replace('http://', '').split(':');
-  const output = execFileSync('/usr/bin/python3', [path.join(__dirname, 'lib', 'h2_burst.py'),
-    '127.0.0.1', port, '/v1/queues/mailers/jobs', env.token(), String(count), '2',
-    '{"class":"SendWelcomeEmail","args":[{"user_id":{n}}]}'], { encoding: 'utf8' });
-  const streams = JSON.parse(output);
+async function burstWithResets(env, count) {
+  const streams = await b.h2Burst(env.gate, { path: '/v1/queues/mailers/jobs', token: env.token(),
+    count, resetEvery: 2, template: '{"class":"SendWelcomeEmail","args":[{"user_id":{n}}]}' });
   for (const stream of streams.filter((s) => !s.reset)) assert.equal(stream.status, 202, stream.body);
   return streams.filter((s) => s.status === 202).map((s) => JSON.parse(s.body).id);
 }

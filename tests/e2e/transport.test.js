@@ -1,8 +1,8 @@
 'use strict';
 /*
  * Transport budgets: HTTP/2 rapid reset (limits.connection_resets: the connection
- * shut down, a bounded number of jobs written, other
- * connections unaffected), slow clients (HTTP/1.1 request timeout, HTTP/2 idle timeout,
+ * shut down, a bounded number of jobs written, requests after the budget refused 429
+ * too-many-resets, other connections unaffected), slow clients (HTTP/1.1 request timeout, HTTP/2 idle timeout,
  * TLS handshake timeout), request header size (431 headers-too-large) and the budget of
  * failed tokens per client address (429 too-many-failed-tokens).
  *
@@ -105,6 +105,36 @@ test('a connection that resets streams under its budget is not closed', async ()
   const stored = await h.openQueue(env, 'mailers');
   assert.ok(stored.some((s) => s.envelope.id === id), 'the job answered 202 is in Redis');
 });
+
+test('requests read after the reset budget is spent are answered 429 too-many-resets, with no work',
+  async () => {
+    // A budget of two resets, spent by the first two streams: every request read after
+    // them, in the same write, is refused without any work, and the connection is shut
+    // down.
+    const tight = await h.setupEnvironment({ overrides: {
+      limits: { connection_resets: { per_second: 0.1, burst: 2 } },
+      tenants: { '*': { jobs_per_second: 0 } } } });
+    try {
+      const before = await tight.snapshot();
+      const streams = await b.h2Burst(tight.gate, { path: '/v1/queues/mailers/jobs',
+        token: tight.token(), count: 12, resetFirst: 3, template: JOB_TEMPLATE });
+      await h.sleep(300); // anything wrongly sent to Redis lands
+      assert.deepEqual(await tight.snapshot(), before, 'Redis changed');
+      // The answers cannot reach the client: its connection is shut down.
+      for (const stream of streams) assert.notEqual(stream.status, 202, JSON.stringify(stream));
+
+      const refused = tight.gate.logs.filter((line) => line.event === 'request' && line.status === 429 &&
+        line.problem === 'urn:jobgate:problem:too-many-resets');
+      assert.ok(refused.length >= 1, `no request refused too-many-resets; log:\n${tight.gate.stderr}`);
+      assert.ok(refused.length <= 10, `${refused.length} refused: more than came after the budget`);
+      assert.match(tight.gate.stderr, /shut down an HTTP\/2 connection that reset too many streams/);
+      // Other connections are served.
+      const res = await h.enqueue(tight, 'mailers', { token: tight.token(), body: job(1) });
+      assert.equal(res.status, 202, res.text);
+    } finally {
+      await tight.teardown();
+    }
+  });
 
 /* ---------- Slow clients ---------- */
 

@@ -104,17 +104,34 @@ function rapidReset(gate, { path: target, token, count, template, thenRequest = 
   const args = [path.join(__dirname, 'rapid_reset.py'), '127.0.0.1', String(gate.httpPort), target, token,
     String(count), template, '--linger-ms', String(lingerMs), '--timeout-ms', String(timeoutMs)];
   if (thenRequest) args.push('--then-request');
+  return runPython('rapid_reset.py', args, timeoutMs + 10000);
+}
+
+/**
+ * Writes count jobs on one connection in a single write through lib/h2_burst.py, with
+ * every resetEvery-th stream and the first resetFirst streams reset at once, so that
+ * jobgate reads each reset together with its job. Resolves h2_burst.py's report: for
+ * each stream, { n, reset, status, body }.
+ */
+function h2Burst(gate, { path: target, token, count, template, resetEvery = 0, resetFirst = 0 }) {
+  const args = [path.join(__dirname, 'h2_burst.py'), '127.0.0.1', String(gate.httpPort), target,
+    token, String(count), String(resetEvery), template, String(resetFirst)];
+  return runPython('h2_burst.py', args, 20000);
+}
+
+/** Runs one of the python3-h2 clients and resolves the JSON it prints. */
+function runPython(name, args, timeoutMs) {
   return new Promise((resolve, reject) => {
-    execFile(PYTHON, args, { encoding: 'utf8', timeout: timeoutMs + 10000, maxBuffer: 1 << 20 },
+    execFile(PYTHON, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 20 },
       (error, stdout, stderr) => {
         if (error) {
-          reject(new Error(`rapid_reset.py failed: ${error.message}\n${stderr}`));
+          reject(new Error(`${name} failed: ${error.message}\n${stderr}`));
           return;
         }
         try {
           resolve(JSON.parse(stdout));
         } catch {
-          reject(new Error(`rapid_reset.py printed no JSON: ${stdout}\n${stderr}`));
+          reject(new Error(`${name} printed no JSON: ${stdout}\n${stderr}`));
         }
       });
   });
@@ -126,5 +143,5 @@ function headerBytes(headers) {
     sum + Buffer.byteLength(name) + Buffer.byteLength(String(value)), 0);
 }
 
-module.exports = { FRAME, H2_PREFACE, PYTHON, connectRaw, frame, h2ConnectFrom, headerBytes, rapidReset,
+module.exports = { FRAME, H2_PREFACE, PYTHON, connectRaw, frame, h2Burst, h2ConnectFrom, headerBytes, rapidReset,
   readFrames, watchClose };

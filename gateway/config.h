@@ -68,18 +68,21 @@ struct config_queue {
     size_t tenant_count;
     int any_tenant;        /* "tenants": ["*"] */
     size_t max_body_bytes; /* never above config.limits.max_body_bytes */
-    long seal_to; /* the queue's own "seal_to", else its tier's: a sealing key index, or -1 */
+    /* The queue's own "seal_to", else its tier's: a sealing key index, or -1. */
+    long seal_to;
     uint64_t max_depth; /* jobs the Redis list may hold before 503 queue-full; 0: no cap */
 };
 
 struct config_limits {
-    size_t max_body_bytes;       /* the default for queues and tenants, and their ceiling */
-    size_t http_body_cap;        /* the largest any queue and tenant allow: the HTTP layer's cap */
-    size_t max_job_bytes;        /* one job's envelope, sealed values included, before signing */
-    size_t max_batch_jobs;       /* jobs in one batch request */
-    size_t max_header_bytes;     /* request header names and values, all together */
-    struct config_rate connection_resets; /* HTTP/2 streams a connection resets before answered */
-    struct config_rate address_failed_tokens; /* tokens from one address that fail verification */
+    size_t max_body_bytes;   /* the default for queues and tenants, and their ceiling */
+    size_t http_body_cap;    /* the largest any queue and tenant allow: the HTTP layer's cap */
+    size_t max_job_bytes;    /* one job's envelope, sealed values included, before signing */
+    size_t max_batch_jobs;   /* jobs in one batch request */
+    size_t max_header_bytes; /* request header names and values, all together */
+    /* HTTP/2 streams a connection may reset before they are answered. */
+    struct config_rate connection_resets;
+    /* Tokens from one client address that may fail verification. */
+    struct config_rate address_failed_tokens;
     uint64_t request_timeout_ms; /* HTTP/1.1 request timeout */
     uint64_t idle_timeout_ms;    /* HTTP/2 idle timeout */
     uint64_t handshake_timeout_ms;

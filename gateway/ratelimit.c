@@ -92,6 +92,13 @@ int gcra_take(const struct gcra *gcra, uint64_t *tat, uint64_t now_us, uint64_t 
     return allowed;
 }
 
+void gcra_give_back(const struct gcra *gcra, uint64_t *tat, uint64_t n)
+{
+    uint64_t cost = multiply_saturating(n, gcra->interval_us);
+
+    *tat = *tat > cost ? *tat - cost : 0;
+}
+
 uint64_t gcra_remaining(const struct gcra *gcra, uint64_t tat, uint64_t now_us)
 {
     if (gcra->interval_us == 0)
@@ -224,6 +231,26 @@ int rate_table_take(struct rate_table *table, const void *key, size_t key_len,
     if (reset_us != NULL)
         *reset_us = gcra_reset_us(tat, now_us);
     return allowed;
+}
+
+void rate_table_give_back(struct rate_table *table, const void *key, size_t key_len,
+                          const struct gcra *gcra, uint64_t n)
+{
+    unsigned char digest[DIGEST_BYTES];
+    int found;
+
+    if (gcra->interval_us == 0)
+        return;
+    crypto_shorthash_siphashx24(digest, key, key_len, table->hash_key);
+    lock_table(table);
+    struct rate_slot *slot = find_slot(table, digest, &found);
+    if (found) {
+        gcra_give_back(gcra, &slot->tat, n);
+        /* A tat of 0 marks an empty slot, which would cut the probe chain. */
+        if (slot->tat == 0)
+            slot->tat = 1;
+    }
+    unlock_table(table);
 }
 
 int rate_table_would_allow(struct rate_table *table, const void *key, size_t key_len,

@@ -43,6 +43,12 @@ void gcra_init(struct gcra *gcra, double per_second, uint64_t burst);
 int gcra_take(const struct gcra *gcra, uint64_t *tat, uint64_t now_us, uint64_t n,
               uint64_t *retry_after_us);
 
+/*
+ * Puts n events taken from the bucket whose state is *tat back, for events that were
+ * taken and then did not happen. Giving back more than was taken leaves a full bucket.
+ */
+void gcra_give_back(const struct gcra *gcra, uint64_t *tat, uint64_t n);
+
 /* How many events the bucket allows at now_us (UINT64_MAX for an unlimited budget). */
 uint64_t gcra_remaining(const struct gcra *gcra, uint64_t tat, uint64_t now_us);
 
@@ -87,6 +93,10 @@ void rate_table_free(struct rate_table *table);
 int rate_table_take(struct rate_table *table, const void *key, size_t key_len,
                     const struct gcra *gcra, uint64_t now_us, uint64_t n, uint64_t *retry_after_us,
                     uint64_t *remaining, uint64_t *reset_us);
+
+/* gcra_give_back() on key's bucket; a key not in the table has a full bucket already. */
+void rate_table_give_back(struct rate_table *table, const void *key, size_t key_len,
+                          const struct gcra *gcra, uint64_t n);
 
 /*
  * Whether rate_table_take() would take n now, and its *retry_after_us if not, without

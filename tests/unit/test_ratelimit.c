@@ -226,6 +226,62 @@ static void test_remaining_and_reset(void **state)
     }
 }
 
+static void test_give_back(void **state)
+{
+    struct gcra gcra = budget(10, 5);
+    uint64_t tat = 0;
+
+    (void)state;
+    /* What was taken comes back whole, whenever it is given back. */
+    assert_true(gcra_take(&gcra, &tat, T0, 3, NULL));
+    assert_true(gcra_take(&gcra, &tat, T0, 2, NULL));
+    assert_false(gcra_take(&gcra, &tat, T0, 1, NULL));
+    gcra_give_back(&gcra, &tat, 2);
+    assert_int_equal(gcra_remaining(&gcra, tat, T0), 2);
+    assert_int_equal(gcra_remaining(&gcra, tat, T0 + 100000), 3);
+
+    /* Giving back more than the bucket lacks leaves it full, not fuller. */
+    gcra_give_back(&gcra, &tat, 100);
+    assert_true(tat <= T0);
+    assert_int_equal(gcra_remaining(&gcra, tat, T0), 5);
+    assert_false(gcra_take(&gcra, &tat, T0, 6, NULL));
+    tat = 5;
+    gcra_give_back(&gcra, &tat, 1);
+    assert_int_equal(tat, 0);
+
+    /* An unlimited budget has nothing to give back. */
+    struct gcra unlimited = budget(0, 5);
+    tat = 77;
+    gcra_give_back(&unlimited, &tat, 3);
+    assert_int_equal(tat, 77);
+}
+
+static void test_table_give_back(void **state)
+{
+    struct rate_table *table = rate_table_new(64, 0);
+    struct gcra gcra = budget(10, 2);
+    uint64_t remaining;
+
+    (void)state;
+    assert_non_null(table);
+    assert_true(take(table, "acme", &gcra, T0, 2));
+    assert_false(take(table, "acme", &gcra, T0, 1));
+    rate_table_give_back(table, "acme", 4, &gcra, 1);
+    assert_true(rate_table_take(table, "acme", 4, &gcra, T0, 1, NULL, &remaining, NULL));
+    assert_int_equal(remaining, 0);
+
+    /* A bucket given back to full stays in its slot, and the key keeps its own budget. */
+    rate_table_give_back(table, "acme", 4, &gcra, 50);
+    assert_true(take(table, "acme", &gcra, T0, 2));
+    assert_false(take(table, "acme", &gcra, T0, 1));
+
+    /* A key the table does not hold is already full: nothing is added. */
+    rate_table_give_back(table, "globex", 6, &gcra, 1);
+    assert_true(take(table, "globex", &gcra, T0, 2));
+    assert_false(take(table, "globex", &gcra, T0, 1));
+    rate_table_free(table);
+}
+
 /* Whoever takes as soon as allowed gets burst + elapsed / interval events. */
 static uint64_t greedy_total(const struct gcra *gcra, uint64_t duration_us, uint64_t step_us)
 {
@@ -598,6 +654,8 @@ int main(void)
         cmocka_unit_test(test_more_than_burst_never),
         cmocka_unit_test(test_unlimited),
         cmocka_unit_test(test_remaining_and_reset),
+        cmocka_unit_test(test_give_back),
+        cmocka_unit_test(test_table_give_back),
         cmocka_unit_test(test_fractional_rate),
         cmocka_unit_test(test_saturation),
         cmocka_unit_test(test_table_keys),

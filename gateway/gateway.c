@@ -77,6 +77,7 @@ struct enqueue {
     size_t answer_len;
     h2o_linklist_t unsigned_link; /* in worker->unsigned_jobs while waiting to be signed */
     struct store_op *op;          /* set while Redis has the write */
+    uint64_t admitted;            /* jobs taken from the tenant's bucket in this process */
     int answered;
 };
 
@@ -103,6 +104,8 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
 {
     h2o_req_t *req = enqueue->req;
     int single = !enqueue->is_batch && enqueue->job_count == 1;
+    /* Only an accepted job has an id worth naming: the one answered. */
+    int named = status == 202 && single && enqueue->jobs[0].id[0] != '\0';
     struct log_request entry = {
         .method = "POST",
         .path = req->path_normalized.base,
@@ -114,7 +117,7 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
         .queue_len = enqueue->queue != NULL ? strlen(enqueue->queue->name) : 0,
         .class_name = single ? enqueue->jobs[0].class_name.base : NULL,
         .class_len = single ? enqueue->jobs[0].class_name.len : 0,
-        .job_id = single && enqueue->jobs[0].id[0] != '\0' ? enqueue->jobs[0].id : NULL,
+        .job_id = named ? enqueue->jobs[0].id : NULL,
         .jobs = enqueue->is_batch ? enqueue->job_count : 0,
         .replayed = replayed,
         .status = status,
@@ -396,11 +399,23 @@ static int admit_locally(struct enqueue *enqueue, uint64_t count)
 {
     uint64_t retry_after, remaining, reset;
 
-    if (rate_table_take(enqueue->worker->shared->tenant_jobs, enqueue->principal.tenant,
-                        strlen(enqueue->principal.tenant), &enqueue->rate, now_us(), count,
-                        &retry_after, &remaining, &reset))
-        return 0;
-    return reject_rate_limited(enqueue, retry_after, remaining, reset);
+    if (!rate_table_take(enqueue->worker->shared->tenant_jobs, enqueue->principal.tenant,
+                         strlen(enqueue->principal.tenant), &enqueue->rate, now_us(), count,
+                         &retry_after, &remaining, &reset))
+        return reject_rate_limited(enqueue, retry_after, remaining, reset);
+    enqueue->admitted += count;
+    return 0;
+}
+
+/*
+ * Redis wrote none of the request's jobs (a replay, a full queue, its own rate, or no
+ * answer): the local bucket gets them back, so that it refuses only what Redis would.
+ */
+static void give_back_locally(struct enqueue *enqueue)
+{
+    rate_table_give_back(enqueue->worker->shared->tenant_jobs, enqueue->principal.tenant,
+                         strlen(enqueue->principal.tenant), &enqueue->rate, enqueue->admitted);
+    enqueue->admitted = 0;
 }
 
 /*
@@ -726,18 +741,41 @@ static void respond_accepted(struct enqueue *enqueue, const char *answer, size_t
     respond(enqueue->req, 202, "Accepted", "application/json", answer, len);
 }
 
+/*
+ * A replay answers with the first request's job: its id, not the one drafted for this
+ * request, is the one the audit line names.
+ */
+static void take_answered_id(struct enqueue *enqueue, const char *answer, size_t len)
+{
+    static const char prefix[] = "{\"id\":\"";
+    char *id = enqueue->jobs[0].id;
+
+    if (len > sizeof(prefix) - 1 + ENVELOPE_JOB_ID_LEN &&
+        memcmp(answer, prefix, sizeof(prefix) - 1) == 0) {
+        memcpy(id, answer + sizeof(prefix) - 1, ENVELOPE_JOB_ID_LEN);
+        id[ENVELOPE_JOB_ID_LEN] = '\0';
+    } else {
+        id[0] = '\0';
+    }
+}
+
 /* Step 12, or the problem that replaces it: Redis has answered the write. */
 static void on_stored(void *data, const struct store_result *result)
 {
     struct enqueue *enqueue = data;
 
     enqueue->op = NULL;
+    if (result->status != STORE_OK)
+        give_back_locally(enqueue);
     switch (result->status) {
     case STORE_OK:
         add_rate_headers(enqueue, result->rate_remaining, result->rate_reset_us);
         respond_accepted(enqueue, enqueue->answer, enqueue->answer_len, 0);
         break;
     case STORE_REPLAYED:
+        if (!enqueue->is_batch)
+            take_answered_id(enqueue, result->answer, result->answer_len);
+        add_rate_headers(enqueue, result->rate_remaining, result->rate_reset_us);
         respond_accepted(enqueue, result->answer, result->answer_len, 1);
         break;
     case STORE_KEY_REUSED:

@@ -35,35 +35,43 @@
  * ARGV: queue, interval (us, 0: no rate), burst, max depth (0: none), fingerprint ("": no
  * key), answer, window (s), then the payloads.
  * Returns {0, remaining, reset_us}, {1, retry_after_us, remaining, reset_us} (rate),
- * {2} (queue full), {3, first answer} (replay) or {4} (key reused).
+ * {2} (queue full), {3, first answer, remaining, reset_us} (replay) or {4} (key reused);
+ * remaining and reset_us describe the tenant's bucket after the call (0 when not rated).
  */
 static const char enqueue_script[] =
     "local n = #ARGV - 7\n"
+    "local interval = tonumber(ARGV[2])\n"
+    "local tolerance, now, tat = 0, 0, 0\n"
+    "if interval > 0 then\n"
+    "  tolerance = interval * tonumber(ARGV[3])\n"
+    "  local time = redis.call('TIME')\n"
+    "  now = tonumber(time[1]) * 1000000 + tonumber(time[2])\n"
+    "  tat = math.max(tonumber(redis.call('GET', KEYS[3]) or 0), now)\n"
+    "end\n"
+    "local function left(until_full)\n"
+    "  if interval == 0 then return 0, 0 end\n"
+    "  return math.floor((tolerance - until_full) / interval), until_full\n"
+    "end\n"
     "if ARGV[5] ~= '' then\n"
     "  local seen = redis.call('GET', KEYS[4])\n"
     "  if seen then\n"
-    "    if string.sub(seen, 1, 64) == ARGV[5] then return {3, string.sub(seen, 66)} end\n"
-    "    return {4}\n"
+    "    if string.sub(seen, 1, 64) ~= ARGV[5] then return {4} end\n"
+    "    local remaining, reset = left(tat - now)\n"
+    "    return {3, string.sub(seen, 66), remaining, reset}\n"
     "  end\n"
     "end\n"
     "local max_depth = tonumber(ARGV[4])\n"
     "if max_depth > 0 and redis.call('LLEN', KEYS[2]) + n > max_depth then return {2} end\n"
-    "local interval = tonumber(ARGV[2])\n"
     "local remaining, reset = 0, 0\n"
     "if interval > 0 then\n"
-    "  local tolerance = interval * tonumber(ARGV[3])\n"
-    "  local time = redis.call('TIME')\n"
-    "  local now = tonumber(time[1]) * 1000000 + tonumber(time[2])\n"
-    "  local tat = math.max(tonumber(redis.call('GET', KEYS[3]) or 0), now)\n"
     "  local next_tat = tat + n * interval\n"
     "  if next_tat - now > tolerance then\n"
-    "    return {1, next_tat - now - tolerance, math.floor((tolerance - (tat - now)) / interval),\n"
-    "            tat - now}\n"
+    "    remaining, reset = left(tat - now)\n"
+    "    return {1, next_tat - now - tolerance, remaining, reset}\n"
     "  end\n"
     "  redis.call('SET', KEYS[3], string.format('%.0f', next_tat), 'PX',\n"
     "             math.ceil((next_tat - now) / 1000))\n"
-    "  remaining = math.floor((tolerance - (next_tat - now)) / interval)\n"
-    "  reset = next_tat - now\n"
+    "  remaining, reset = left(next_tat - now)\n"
     "end\n"
     "redis.call('SADD', KEYS[1], ARGV[1])\n"
     "for i = 8, #ARGV, 1000 do\n"
@@ -434,6 +442,8 @@ static void read_write_reply(const redisReply *reply, struct store_result *resul
         result->status = STORE_REPLAYED;
         result->answer = reply->element[1]->str;
         result->answer_len = reply->element[1]->len;
+        result->rate_remaining = reply_integer(reply, 2);
+        result->rate_reset_us = reply_integer(reply, 3);
         break;
     case 4:
         result->status = STORE_KEY_REUSED;

@@ -99,6 +99,28 @@ test('same key, another request: 422 idempotency-key-reused, nothing written', a
   assert.deepEqual(await l.storedIds(env.client, 'mailers'), [first.body.id]);
 });
 
+test('the audit log names the job a replay answered, and no job for a refused request', async () => {
+  const body = raw('audited');
+  const first = await keyed('order-audit', body);
+  assertFresh(first);
+  // Log lines are written once per loop turn, and reach the pipe a little after the answer.
+  await h.sleep(100);
+  const seen = env.gate.logs.length;
+  assertReplayOf(await keyed('order-audit', body), first);
+  await h.assertRejected(env, 422, 'idempotency-key-reused', () => keyed('order-audit', raw('other')));
+  await h.sleep(100);
+
+  const lines = env.gate.logs.slice(seen).filter((line) => line.event === 'request');
+  assert.equal(lines.length, 2, JSON.stringify(lines));
+  const [replay, refused] = lines;
+  assert.equal(replay.status, 202);
+  assert.equal(replay.replayed, true);
+  assert.equal(replay.job_id, first.body.id, 'the replay names the first job');
+  assert.equal(refused.status, 422);
+  assert.equal(refused.problem, 'urn:jobgate:problem:idempotency-key-reused');
+  assert.ok(!('job_id' in refused) || refused.job_id === null, `a refused request names a job: ${refused.job_id}`);
+});
+
 test('keys are per tenant: the same key from two tenants names two requests', async () => {
   const acme = await keyed('shared-key', raw('acme'), { tenant: 'acme' });
   assertFresh(acme);

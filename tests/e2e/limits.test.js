@@ -17,6 +17,7 @@ const STAR = { perSecond: 5, burst: 10 };
 const SLOW = { perSecond: 1, burst: 3 };
 const ROOMY = { perSecond: 5, burst: 25 };
 const DEPTH_RATE = { perSecond: 0.1, burst: 100 }; // one job every 10 s: the TAT moves by 1e7 us a job
+const THRIFTY = { perSecond: 0.05, burst: 3 }; // nothing refills while a test runs
 const TINY_BODY = 1024;
 const MAX_HEADER_BYTES = 2048;
 const MAX_JOB_BYTES = 4096;
@@ -32,6 +33,7 @@ before(async () => {
       slow: { jobs_per_second: SLOW.perSecond, burst: SLOW.burst },
       roomy: { jobs_per_second: ROOMY.perSecond, burst: ROOMY.burst },
       depth: { jobs_per_second: DEPTH_RATE.perSecond, burst: DEPTH_RATE.burst },
+      thrifty: { jobs_per_second: THRIFTY.perSecond, burst: THRIFTY.burst },
       free: { jobs_per_second: 0 },
       'tiny-body': { jobs_per_second: 0, max_body_bytes: TINY_BODY },
     },
@@ -117,6 +119,45 @@ test('a rejected job does not move the rate key; an accepted one does', async ()
   assert.deepEqual(snapshot[key], result.before[key], 'the 429 changed the rate key');
   assert.deepEqual(snapshot, result.before);
 });
+
+test('what Redis did not write spends nothing in this process either: replays, key reuse, a full queue',
+  async () => {
+    const token = l.tenantToken(env, 'thrifty');
+    const keyed = (key, tag, queue = 'mailers') => h.enqueue(env, queue, { token, body: l.job(tag),
+      headers: h.jobHeaders(token, { 'idempotency-key': key }) });
+    const first = await keyed('thrifty-1', 't1');
+    assert.equal(first.status, 202, first.text);
+    assert.equal(l.parseRateLimit(first.headers.ratelimit).r, THRIFTY.burst - 1);
+
+    // More replays than the burst: each answers the first job, with what is left.
+    for (let i = 0; i < THRIFTY.burst + 2; i++) {
+      const replay = await keyed('thrifty-1', 't1');
+      assert.equal(replay.status, 202, `replay ${i}: ${replay.text}`);
+      assert.equal(replay.headers['idempotent-replayed'], 'true');
+      assert.equal(replay.body.id, first.body.id);
+      assert.equal(replay.headers['ratelimit-policy'], l.expectedPolicy(THRIFTY.burst, THRIFTY.perSecond));
+      assert.equal(l.parseRateLimit(replay.headers.ratelimit).r, THRIFTY.burst - 1, `replay ${i}`);
+    }
+    for (let i = 0; i < THRIFTY.burst + 2; i++) {
+      await h.assertRejected(env, 422, 'idempotency-key-reused', () => keyed('thrifty-1', `other-${i}`));
+    }
+    // A full queue: filled by an unlimited tenant, refused to this one as often as its burst.
+    const free = l.tenantToken(env, 'free');
+    for (let i = 0; i < MAX_DEPTH; i++) {
+      assert.equal((await h.enqueue(env, 'capped', { token: free, body: l.job(`f${i}`) })).status, 202);
+    }
+    for (let i = 0; i < THRIFTY.burst + 2; i++) {
+      await h.assertRejected(env, 503, 'queue-full', () => keyed(`thrifty-full-${i}`, `full-${i}`, 'capped'));
+    }
+
+    // The rest of the burst is still there, in this process as in Redis, and no more.
+    for (let i = 2; i <= THRIFTY.burst; i++) {
+      const res = await keyed(`thrifty-${i}`, `t${i}`);
+      assert.equal(res.status, 202, `job ${i}: ${res.text}`);
+    }
+    await h.assertRejected(env, 429, 'rate-limited', () => keyed('thrifty-over', 'over'));
+    assert.equal((await l.storedIds(env.client, 'mailers')).length, THRIFTY.burst);
+  });
 
 test('a named tenant\'s own rate overrides "*": a smaller burst', async () => {
   const result = await drain('slow', SLOW);

@@ -293,8 +293,8 @@ static const struct config *reload(const struct config *current, struct thread *
 
     if (next == NULL) {
         log_message(LOG_ERROR, "config",
-                    "reload refused: %s does not load; still serving the "
-                    "previous config",
+                    "reload refused: %s does not load (see the errors above); still "
+                    "serving the previous config",
                     current->path);
         return current;
     }

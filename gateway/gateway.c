@@ -378,15 +378,18 @@ static int check_request(struct enqueue *enqueue)
     for (size_t i = 0; i < req->headers.size; i++)
         header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
     if (header_bytes > enqueue->config->limits.max_header_bytes)
-        return reject(enqueue, PROBLEM_HEADERS_TOO_LARGE, NULL);
+        return reject(enqueue, PROBLEM_HEADERS_TOO_LARGE,
+                      "header names and values together exceed limits.max_header_bytes");
     if (enqueue->tenant->max_body_bytes < body_limit)
         body_limit = enqueue->tenant->max_body_bytes;
     if (req->entity.len > body_limit)
         return reject(enqueue, PROBLEM_PAYLOAD_TOO_LARGE,
                       "request body exceeds this queue's or tenant's limit");
     index = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (index < 0 || !is_json_media_type(req->headers.entries[index].value))
-        return reject(enqueue, PROBLEM_UNSUPPORTED_MEDIA_TYPE, NULL);
+    if (index < 0 || !is_json_media_type(req->headers.entries[index].value) ||
+        h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, index) >= 0)
+        return reject(enqueue, PROBLEM_UNSUPPORTED_MEDIA_TYPE,
+                      "send one Content-Type: application/json");
     return read_idempotency_key(enqueue);
 }
 

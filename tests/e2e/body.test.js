@@ -169,6 +169,15 @@ test('Content-Type missing or not JSON: 415 unsupported-media-type', async () =>
   }
 });
 
+test('two Content-Type headers: 415 unsupported-media-type, even when the first is JSON', async () => {
+  const body = { class: 'SendWelcomeEmail', args: [1] };
+  for (const types of [['application/json', 'text/plain'], ['application/json', 'application/json']]) {
+    const res = await rejectBody(415, 'unsupported-media-type', body,
+      { protocol: 'http1', headers: h.jobHeaders(token, { 'content-type': types }) });
+    assert.match(res.body.detail, /one Content-Type/);
+  }
+});
+
 test('Content-Type application/json with charset utf-8 is accepted, in any case', async () => {
   for (const type of ['application/json; charset=utf-8', 'application/json;charset=UTF-8', 'Application/JSON']) {
     const before = (await h.queueContents(env.client, 'mailers')).length;

@@ -175,6 +175,25 @@ void free(void *block)
     next_free(block);
 }
 
+/*
+ * Whether an armed allocation fails here. Under valgrind, whose allocator replaces this
+ * one, none can, and a test that needs failures should skip.
+ */
+static inline int allocator_can_fail(void)
+{
+    void *(*volatile allocate)(size_t) = malloc;
+
+    failing_allocation = 0;
+    allocations_made = 0;
+    allocator_armed = 1;
+    void *probe = allocate(1);
+    allocator_armed = 0;
+    if (probe == NULL)
+        return 1;
+    free(probe);
+    return 0;
+}
+
 #endif
 
 #endif

@@ -299,24 +299,46 @@ static int authorize(struct enqueue *enqueue)
     return 0;
 }
 
-/* Whether a Content-Type value is application/json, charset UTF-8 if one is named. */
+/* Skips optional whitespace (RFC 9110 OWS). */
+static const char *skip_ows(const char *at, const char *end)
+{
+    while (at < end && (*at == ' ' || *at == '\t'))
+        at++;
+    return at;
+}
+
+/*
+ * Whether a Content-Type is JSON: application/json in any case, with no parameter but
+ * charset=utf-8, its value a token or a quoted string (RFC 9110 section 8.3.1).
+ */
 static int is_json_media_type(h2o_iovec_t value)
 {
-    static const char json[] = "application/json";
-    size_t len = sizeof(json) - 1;
-    const char *rest, *end = value.base + value.len;
+    static const char json[] = "application/json", charset[] = "charset=", utf8[] = "utf-8";
+    const char *at = value.base + sizeof(json) - 1, *end = value.base + value.len;
 
-    if (value.len < len || strncasecmp(value.base, json, len) != 0)
+    if (value.len < sizeof(json) - 1 || strncasecmp(value.base, json, sizeof(json) - 1) != 0)
         return 0;
-    for (rest = value.base + len; rest < end && (*rest == ' ' || *rest == '\t'); rest++)
-        ;
-    if (rest == end)
-        return 1;
-    if (*rest != ';')
-        return 0;
-    for (rest++; rest < end && (*rest == ' ' || *rest == '\t'); rest++)
-        ;
-    return (size_t)(end - rest) == 13 && strncasecmp(rest, "charset=utf-8", 13) == 0;
+    for (;;) {
+        at = skip_ows(at, end);
+        if (at == end)
+            return 1;
+        if (*at != ';')
+            return 0;
+        at = skip_ows(at + 1, end);
+        if (at == end || *at == ';')
+            continue; /* an empty parameter */
+        if ((size_t)(end - at) < sizeof(charset) - 1 ||
+            strncasecmp(at, charset, sizeof(charset) - 1) != 0)
+            return 0;
+        at += sizeof(charset) - 1;
+        int quoted = at < end && *at == '"';
+        at += quoted;
+        if ((size_t)(end - at) < sizeof(utf8) - 1 || strncasecmp(at, utf8, sizeof(utf8) - 1) != 0)
+            return 0;
+        at += sizeof(utf8) - 1;
+        if (quoted && (at == end || *at++ != '"'))
+            return 0;
+    }
 }
 
 static void hex_digest(char hex[STORE_DIGEST_HEX + 1], crypto_hash_sha256_state *state)

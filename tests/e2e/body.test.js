@@ -162,7 +162,9 @@ test('no problem answer echoes a value from the request', async () => {
 test('Content-Type missing or not JSON: 415 unsupported-media-type', async () => {
   const body = { class: 'SendWelcomeEmail', args: [1] };
   for (const type of [undefined, 'text/plain', 'application/x-www-form-urlencoded', 'application/jsonx',
-    'application/json-patch+json', 'application/json; charset=latin1', 'text/json', 'multipart/form-data']) {
+    'application/json-patch+json', 'application/json; charset=latin1', 'application/json; charset="latin1"',
+    'application/json; charset="utf-8', 'application/json; charset=utf-8x', 'application/json; version=2',
+    'application/json, text/plain', 'text/json', 'multipart/form-data']) {
     await rejectBody(415, 'unsupported-media-type', body, { headers: h.jobHeaders(token, { 'content-type': type }) });
     await rejectBody(415, 'unsupported-media-type', body,
       { protocol: 'http1', headers: h.jobHeaders(token, { 'content-type': type }) });
@@ -178,8 +180,9 @@ test('two Content-Type headers: 415 unsupported-media-type, even when the first 
   }
 });
 
-test('Content-Type application/json with charset utf-8 is accepted, in any case', async () => {
-  for (const type of ['application/json; charset=utf-8', 'application/json;charset=UTF-8', 'Application/JSON']) {
+test('Content-Type application/json with charset utf-8 is accepted, in any case and RFC 9110 spelling', async () => {
+  for (const type of ['application/json; charset=utf-8', 'application/json;charset=UTF-8', 'Application/JSON',
+    'application/json ;charset="UTF-8"', 'application/json;', 'application/json; ; charset=utf-8 ']) {
     const before = (await h.queueContents(env.client, 'mailers')).length;
     const res = await h.enqueue(env, 'mailers', { headers: h.jobHeaders(token, { 'content-type': type }),
       body: { class: 'SendWelcomeEmail', args: [type] } });

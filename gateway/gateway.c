@@ -78,6 +78,10 @@ struct enqueue {
     h2o_linklist_t unsigned_link; /* in worker->unsigned_jobs while waiting to be signed */
     struct store_op *op;          /* set while Redis has the write */
     uint64_t admitted;            /* jobs taken from the tenant's bucket in this process */
+    struct {                      /* why the bucket here refused, while Redis is asked */
+        uint64_t retry_after_us, remaining, reset_us;
+    } refusal;
+    char replayed_id[ENVELOPE_JOB_ID_LEN + 1]; /* the job a replay answers with */
     int answered;
 };
 
@@ -105,7 +109,7 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
     h2o_req_t *req = enqueue->req;
     int single = !enqueue->is_batch && enqueue->job_count == 1;
     /* Only an accepted job has an id worth naming: the one answered. */
-    int named = status == 202 && single && enqueue->jobs[0].id[0] != '\0';
+    const char *job_id = replayed ? enqueue->replayed_id : single ? enqueue->jobs[0].id : "";
     struct log_request entry = {
         .method = "POST",
         .path = req->path_normalized.base,
@@ -117,7 +121,7 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
         .queue_len = enqueue->queue != NULL ? strlen(enqueue->queue->name) : 0,
         .class_name = single ? enqueue->jobs[0].class_name.base : NULL,
         .class_len = single ? enqueue->jobs[0].class_name.len : 0,
-        .job_id = named ? enqueue->jobs[0].id : NULL,
+        .job_id = status == 202 && job_id[0] != '\0' ? job_id : NULL,
         .jobs = enqueue->is_batch ? enqueue->job_count : 0,
         .replayed = replayed,
         .status = status,
@@ -415,32 +419,95 @@ static int check_request(struct enqueue *enqueue)
     return read_idempotency_key(enqueue);
 }
 
-/*
- * Step 6, and its second half for a batch: takes count jobs from the tenant's bucket in
- * this process, which sheds a flood before it costs parsing or a Redis call. Each
- * replica's bucket has the tenant's whole rate; Redis holds the limit they share.
- */
-static int admit_locally(struct enqueue *enqueue, uint64_t count)
+static void respond_accepted(struct enqueue *enqueue, const char *answer, size_t len, int replayed)
 {
-    uint64_t retry_after, remaining, reset;
-
-    if (!rate_table_take(enqueue->worker->shared->tenant_jobs, enqueue->principal.tenant,
-                         strlen(enqueue->principal.tenant), &enqueue->rate, now_us(), count,
-                         &retry_after, &remaining, &reset))
-        return reject_rate_limited(enqueue, retry_after, remaining, reset);
-    enqueue->admitted += count;
-    return 0;
+    enqueue->answered = 1;
+    if (replayed)
+        add_named_header(enqueue->req, "idempotent-replayed", H2O_STRLIT("true"));
+    log_enqueue(enqueue, 202, NULL, replayed);
+    respond(enqueue->req, 202, "Accepted", "application/json", answer, len);
 }
 
 /*
- * Redis wrote none of the request's jobs (a replay, a full queue, its own rate, or no
- * answer): the local bucket gets them back, so that it refuses only what Redis would.
+ * Answers with the first answer of the request an Idempotency-Key came with. The audit
+ * line names that request's job, not the one drafted for this one.
+ */
+static void respond_replayed(struct enqueue *enqueue, const char *answer, size_t len,
+                             uint64_t remaining, uint64_t reset_us)
+{
+    static const char prefix[] = "{\"id\":\"";
+
+    if (!enqueue->is_batch && len > sizeof(prefix) - 1 + ENVELOPE_JOB_ID_LEN &&
+        memcmp(answer, prefix, sizeof(prefix) - 1) == 0)
+        memcpy(enqueue->replayed_id, answer + sizeof(prefix) - 1, ENVELOPE_JOB_ID_LEN);
+    add_rate_headers(enqueue, remaining, reset_us);
+    respond_accepted(enqueue, answer, len, 1);
+}
+
+static void reject_key_reused(struct enqueue *enqueue)
+{
+    reject(enqueue, PROBLEM_IDEMPOTENCY_KEY_REUSED,
+           "send a new Idempotency-Key with a different request");
+}
+
+/*
+ * Gives the jobs the request took from the tenant's bucket in this process back, when
+ * Redis wrote none of them (a replay, a full queue, its own rate, or no answer) or the
+ * bucket refused the rest of a batch: the bucket refuses only what Redis would.
  */
 static void give_back_locally(struct enqueue *enqueue)
 {
     rate_table_give_back(enqueue->worker->shared->tenant_jobs, enqueue->principal.tenant,
                          strlen(enqueue->principal.tenant), &enqueue->rate, enqueue->admitted);
     enqueue->admitted = 0;
+}
+
+static void on_replay_found(void *data, const struct store_result *result)
+{
+    struct enqueue *enqueue = data;
+
+    enqueue->op = NULL;
+    if (result->status == STORE_REPLAYED)
+        respond_replayed(enqueue, result->answer, result->answer_len, enqueue->refusal.remaining,
+                         enqueue->refusal.reset_us);
+    else if (result->status == STORE_KEY_REUSED)
+        reject_key_reused(enqueue);
+    else
+        reject_rate_limited(enqueue, enqueue->refusal.retry_after_us, enqueue->refusal.remaining,
+                            enqueue->refusal.reset_us);
+}
+
+/*
+ * Step 6, and its second half for a batch: takes count jobs from the tenant's bucket in
+ * this process, which sheds a flood before it costs parsing or a Redis call. Each
+ * replica's bucket has the tenant's whole rate; Redis holds the limit they share.
+ *
+ * A refused request with an Idempotency-Key may repeat one already written, and is owed
+ * that one's answer whatever the rate: Redis is asked for the answer kept for the key,
+ * and only without one is the request refused. Returns -1 when refused or asking.
+ */
+static int admit_locally(struct enqueue *enqueue, uint64_t count)
+{
+    uint64_t retry_after, remaining, reset;
+    enum store_status status;
+
+    if (rate_table_take(enqueue->worker->shared->tenant_jobs, enqueue->principal.tenant,
+                        strlen(enqueue->principal.tenant), &enqueue->rate, now_us(), count,
+                        &retry_after, &remaining, &reset)) {
+        enqueue->admitted += count;
+        return 0;
+    }
+    give_back_locally(enqueue);
+    if (enqueue->keyed) {
+        enqueue->refusal.retry_after_us = retry_after;
+        enqueue->refusal.remaining = remaining;
+        enqueue->refusal.reset_us = reset;
+        enqueue->op = store_find_answer(enqueue->worker->store, enqueue->idempotency_id,
+                                        enqueue->fingerprint, on_replay_found, enqueue, &status);
+        if (enqueue->op != NULL)
+            return -1;
+    }
+    return reject_rate_limited(enqueue, retry_after, remaining, reset);
 }
 
 /*
@@ -757,33 +824,6 @@ static void make_answer(struct enqueue *enqueue)
     enqueue->answer_len = body.len;
 }
 
-static void respond_accepted(struct enqueue *enqueue, const char *answer, size_t len, int replayed)
-{
-    enqueue->answered = 1;
-    if (replayed)
-        add_named_header(enqueue->req, "idempotent-replayed", H2O_STRLIT("true"));
-    log_enqueue(enqueue, 202, NULL, replayed);
-    respond(enqueue->req, 202, "Accepted", "application/json", answer, len);
-}
-
-/*
- * A replay answers with the first request's job: its id, not the one drafted for this
- * request, is the one the audit line names.
- */
-static void take_answered_id(struct enqueue *enqueue, const char *answer, size_t len)
-{
-    static const char prefix[] = "{\"id\":\"";
-    char *id = enqueue->jobs[0].id;
-
-    if (len > sizeof(prefix) - 1 + ENVELOPE_JOB_ID_LEN &&
-        memcmp(answer, prefix, sizeof(prefix) - 1) == 0) {
-        memcpy(id, answer + sizeof(prefix) - 1, ENVELOPE_JOB_ID_LEN);
-        id[ENVELOPE_JOB_ID_LEN] = '\0';
-    } else {
-        id[0] = '\0';
-    }
-}
-
 /* Step 12, or the problem that replaces it: Redis has answered the write. */
 static void on_stored(void *data, const struct store_result *result)
 {
@@ -798,14 +838,11 @@ static void on_stored(void *data, const struct store_result *result)
         respond_accepted(enqueue, enqueue->answer, enqueue->answer_len, 0);
         break;
     case STORE_REPLAYED:
-        if (!enqueue->is_batch)
-            take_answered_id(enqueue, result->answer, result->answer_len);
-        add_rate_headers(enqueue, result->rate_remaining, result->rate_reset_us);
-        respond_accepted(enqueue, result->answer, result->answer_len, 1);
+        respond_replayed(enqueue, result->answer, result->answer_len, result->rate_remaining,
+                         result->rate_reset_us);
         break;
     case STORE_KEY_REUSED:
-        reject(enqueue, PROBLEM_IDEMPOTENCY_KEY_REUSED,
-               "send a new Idempotency-Key with a different request");
+        reject_key_reused(enqueue);
         break;
     case STORE_RATE_LIMITED:
         reject_rate_limited(enqueue, result->retry_after_us, result->rate_remaining,

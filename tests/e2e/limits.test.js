@@ -120,7 +120,7 @@ test('a rejected job does not move the rate key; an accepted one does', async ()
   assert.deepEqual(snapshot, result.before);
 });
 
-test('what Redis did not write spends nothing in this process either: replays, key reuse, a full queue',
+test('what Redis did not write spends nothing in this process either, and a replay is answered whatever the rate',
   async () => {
     const token = l.tenantToken(env, 'thrifty');
     const keyed = (key, tag, queue = 'mailers') => h.enqueue(env, queue, { token, body: l.job(tag),
@@ -157,6 +157,23 @@ test('what Redis did not write spends nothing in this process either: replays, k
     }
     await h.assertRejected(env, 429, 'rate-limited', () => keyed('thrifty-over', 'over'));
     assert.equal((await l.storedIds(env.client, 'mailers')).length, THRIFTY.burst);
+
+    // With the rate spent, a retry of a request written before still gets its answer,
+    // and the same key with another request is still refused as such; nothing changes.
+    const before = await env.snapshot();
+    const late = await keyed('thrifty-1', 't1');
+    assert.equal(late.status, 202, late.text);
+    assert.equal(late.headers['idempotent-replayed'], 'true');
+    assert.equal(late.text, first.text);
+    assert.equal(l.parseRateLimit(late.headers.ratelimit).r, 0);
+    await h.sleep(100); // its audit line names the job it answered with
+    const replays = env.gate.logs.filter((line) => line.event === 'request' && line.replayed);
+    assert.equal(replays[replays.length - 1].job_id, first.body.id);
+    await h.assertRejected(env, 422, 'idempotency-key-reused', () => keyed('thrifty-1', 'another'));
+    assert.deepEqual(await env.snapshot(), before);
+    const batch = JSON.stringify({ jobs: [l.job('b1'), l.job('b2')] });
+    await h.assertRejected(env, 429, 'rate-limited', () => l.enqueueBatch(env, 'mailers',
+      { headers: h.jobHeaders(token, { 'idempotency-key': 'thrifty-batch' }), body: batch }));
   });
 
 test('a named tenant\'s own rate overrides "*": a smaller burst', async () => {

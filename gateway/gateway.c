@@ -81,7 +81,10 @@ struct enqueue {
     struct {                      /* why the bucket here refused, while Redis is asked */
         uint64_t retry_after_us, remaining, reset_us;
     } refusal;
-    char replayed_id[ENVELOPE_JOB_ID_LEN + 1]; /* the job a replay answers with */
+    struct { /* the job a single replay answers with, for its audit line */
+        char id[ENVELOPE_JOB_ID_LEN + 1];
+        h2o_iovec_t class_name;
+    } replayed;
     int answered;
 };
 
@@ -107,9 +110,16 @@ static const char *protocol_of(h2o_req_t *req)
 static void log_enqueue(struct enqueue *enqueue, int status, const char *problem, int replayed)
 {
     h2o_req_t *req = enqueue->req;
-    int single = !enqueue->is_batch && enqueue->job_count == 1;
-    /* Only an accepted job has an id worth naming: the one answered. */
-    const char *job_id = replayed ? enqueue->replayed_id : single ? enqueue->jobs[0].id : "";
+    h2o_iovec_t class_name = {NULL, 0};
+    const char *job_id = "";
+
+    if (replayed) {
+        class_name = enqueue->replayed.class_name;
+        job_id = enqueue->replayed.id;
+    } else if (!enqueue->is_batch && enqueue->job_count == 1) {
+        class_name = enqueue->jobs[0].class_name;
+        job_id = enqueue->jobs[0].id;
+    }
     struct log_request entry = {
         .method = "POST",
         .path = req->path_normalized.base,
@@ -119,8 +129,9 @@ static void log_enqueue(struct enqueue *enqueue, int status, const char *problem
         .subject = enqueue->authenticated ? enqueue->principal.subject : NULL,
         .queue = enqueue->queue != NULL ? enqueue->queue->name : NULL,
         .queue_len = enqueue->queue != NULL ? strlen(enqueue->queue->name) : 0,
-        .class_name = single ? enqueue->jobs[0].class_name.base : NULL,
-        .class_len = single ? enqueue->jobs[0].class_name.len : 0,
+        .class_name = class_name.base,
+        .class_len = class_name.len,
+        /* Only an accepted job has an id worth naming: the one answered. */
         .job_id = status == 202 && job_id[0] != '\0' ? job_id : NULL,
         .jobs = enqueue->is_batch ? enqueue->job_count : 0,
         .replayed = replayed,
@@ -435,11 +446,18 @@ static void respond_accepted(struct enqueue *enqueue, const char *answer, size_t
 static void respond_replayed(struct enqueue *enqueue, const char *answer, size_t len,
                              uint64_t remaining, uint64_t reset_us)
 {
-    static const char prefix[] = "{\"id\":\"";
+    if (!enqueue->is_batch) {
+        json_t *first = json_loadb(answer, len, 0, NULL);
+        const char *id = json_string_value(json_object_get(first, "id"));
+        const char *class_name = json_string_value(json_object_get(first, "class"));
 
-    if (!enqueue->is_batch && len > sizeof(prefix) - 1 + ENVELOPE_JOB_ID_LEN &&
-        memcmp(answer, prefix, sizeof(prefix) - 1) == 0)
-        memcpy(enqueue->replayed_id, answer + sizeof(prefix) - 1, ENVELOPE_JOB_ID_LEN);
+        if (id != NULL && strlen(id) == ENVELOPE_JOB_ID_LEN)
+            memcpy(enqueue->replayed.id, id, ENVELOPE_JOB_ID_LEN + 1);
+        if (class_name != NULL)
+            enqueue->replayed.class_name =
+                h2o_strdup(&enqueue->req->pool, class_name, strlen(class_name));
+        json_decref(first);
+    }
     add_rate_headers(enqueue, remaining, reset_us);
     respond_accepted(enqueue, answer, len, 1);
 }

@@ -480,14 +480,39 @@ static void give_back_locally(struct enqueue *enqueue)
     enqueue->admitted = 0;
 }
 
+/*
+ * The request's write as Redis checks it: with count payloads, or with none to look up
+ * its idempotency key only.
+ */
+static struct store_write describe_write(const struct enqueue *enqueue, const char **payloads,
+                                         const size_t *payload_lens, size_t count)
+{
+    return (struct store_write){
+        .queue = enqueue->queue->name,
+        .queue_len = strlen(enqueue->queue->name),
+        .payloads = payloads,
+        .payload_lens = payload_lens,
+        .count = count,
+        .tenant = enqueue->principal.tenant,
+        .rate_interval_us = enqueue->rate.interval_us,
+        .rate_burst = enqueue->rate.burst,
+        .max_depth = enqueue->queue->max_depth,
+        .idempotency_id = enqueue->keyed ? enqueue->idempotency_id : NULL,
+        .fingerprint = enqueue->fingerprint,
+        .answer = enqueue->answer != NULL ? enqueue->answer : "",
+        .answer_len = enqueue->answer_len,
+        .idempotency_window_seconds = enqueue->config->idempotency.window_seconds,
+    };
+}
+
 static void on_replay_found(void *data, const struct store_result *result)
 {
     struct enqueue *enqueue = data;
 
     enqueue->op = NULL;
     if (result->status == STORE_REPLAYED)
-        respond_replayed(enqueue, result->answer, result->answer_len, enqueue->refusal.remaining,
-                         enqueue->refusal.reset_us);
+        respond_replayed(enqueue, result->answer, result->answer_len, result->rate_remaining,
+                         result->rate_reset_us);
     else if (result->status == STORE_KEY_REUSED)
         reject_key_reused(enqueue);
     else
@@ -517,11 +542,13 @@ static int admit_locally(struct enqueue *enqueue, uint64_t count)
     }
     give_back_locally(enqueue);
     if (enqueue->keyed) {
+        struct store_write lookup = describe_write(enqueue, NULL, NULL, 0);
+
         enqueue->refusal.retry_after_us = retry_after;
         enqueue->refusal.remaining = remaining;
         enqueue->refusal.reset_us = reset;
-        enqueue->op = store_find_answer(enqueue->worker->store, enqueue->idempotency_id,
-                                        enqueue->fingerprint, on_replay_found, enqueue, &status);
+        enqueue->op =
+            store_write(enqueue->worker->store, &lookup, on_replay_found, enqueue, &status);
         if (enqueue->op != NULL)
             return -1;
     }
@@ -910,22 +937,7 @@ static void write_jobs(struct enqueue *enqueue)
             all_lens[i] = enqueue->jobs[i].payload_len;
         }
     }
-    struct store_write write = {
-        .queue = enqueue->queue->name,
-        .queue_len = strlen(enqueue->queue->name),
-        .payloads = all_payloads,
-        .payload_lens = all_lens,
-        .count = enqueue->job_count,
-        .tenant = enqueue->principal.tenant,
-        .rate_interval_us = enqueue->rate.interval_us,
-        .rate_burst = enqueue->rate.burst,
-        .max_depth = enqueue->queue->max_depth,
-        .idempotency_id = enqueue->keyed ? enqueue->idempotency_id : NULL,
-        .fingerprint = enqueue->fingerprint,
-        .answer = enqueue->answer,
-        .answer_len = enqueue->answer_len,
-        .idempotency_window_seconds = enqueue->config->idempotency.window_seconds,
-    };
+    struct store_write write = describe_write(enqueue, all_payloads, all_lens, enqueue->job_count);
     enqueue->op = store_write(enqueue->worker->store, &write, on_stored, enqueue, &status);
     release_jobs(enqueue);
     if (enqueue->op == NULL) {

@@ -35,8 +35,9 @@
  * ARGV: queue, interval (us, 0: no rate), burst, max depth (0: none), fingerprint ("": no
  * key), answer, window (s), then the payloads.
  * Returns {0, remaining, reset_us}, {1, retry_after_us, remaining, reset_us} (rate),
- * {2} (queue full), {3, first answer, remaining, reset_us} (replay) or {4} (key reused);
- * remaining and reset_us describe the tenant's bucket after the call (0 when not rated).
+ * {2} (queue full), {3, first answer, remaining, reset_us} (replay), {4} (key reused) or,
+ * when there are no payloads to write, {5} (no answer kept for the key); remaining and
+ * reset_us describe the tenant's bucket after the call (0 when not rated).
  */
 static const char enqueue_script[] =
     "local n = #ARGV - 7\n"
@@ -60,6 +61,7 @@ static const char enqueue_script[] =
     "    return {3, string.sub(seen, 66), remaining, reset}\n"
     "  end\n"
     "end\n"
+    "if n == 0 then return {5} end\n"
     "local max_depth = tonumber(ARGV[4])\n"
     "if max_depth > 0 and redis.call('LLEN', KEYS[2]) + n > max_depth then return {2} end\n"
     "local remaining, reset = 0, 0\n"
@@ -111,7 +113,6 @@ struct store_op {
     void (*on_reply)(struct store_op *op, redisReply *reply);
     store_done_fn done; /* NULL once the requester is gone */
     void *data;
-    char fingerprint[STORE_DIGEST_HEX]; /* store_find_answer(): the request's */
 };
 
 static void connect_now(struct store *store);
@@ -449,6 +450,9 @@ static void read_write_reply(const redisReply *reply, struct store_result *resul
     case 4:
         result->status = STORE_KEY_REUSED;
         break;
+    case 5:
+        result->status = STORE_NO_ANSWER;
+        break;
     default:
         result->status = STORE_FAILED;
         break;
@@ -558,62 +562,6 @@ struct store_op *store_write(struct store *store, const struct store_write *writ
     free(argv_len);
     if (op == NULL)
         return NULL;
-    op->is_write = 1;
-    op->done = done;
-    op->data = data;
-    store->writes_in_flight++;
-    return op;
-}
-
-static void on_answer_found(struct store_op *op, redisReply *reply)
-{
-    struct store_result result = {.status = STORE_NO_ANSWER};
-
-    if (reply == NULL) {
-        result.status = STORE_UNAVAILABLE;
-    } else if (reply->type == REDIS_REPLY_STRING) {
-        /* As the script keeps it: the fingerprint, a newline, the answer. */
-        if (reply->len > STORE_DIGEST_HEX && reply->str[STORE_DIGEST_HEX] == '\n' &&
-            memcmp(reply->str, op->fingerprint, STORE_DIGEST_HEX) == 0) {
-            result.status = STORE_REPLAYED;
-            result.answer = reply->str + STORE_DIGEST_HEX + 1;
-            result.answer_len = reply->len - STORE_DIGEST_HEX - 1;
-        } else {
-            result.status = STORE_KEY_REUSED;
-        }
-    } else if (reply->type != REDIS_REPLY_NIL) {
-        result.status = STORE_FAILED;
-    }
-    if (op->done != NULL)
-        op->done(op->data, &result);
-}
-
-struct store_op *store_find_answer(struct store *store, const char *idempotency_id,
-                                   const char *fingerprint, store_done_fn done, void *data,
-                                   enum store_status *status)
-{
-    char key[STORE_KEY_MAX];
-    size_t key_len;
-
-    *status = STORE_UNAVAILABLE;
-    if (store->state != STATE_READY)
-        return NULL;
-    if (store->writes_in_flight >= store->redis->max_in_flight) {
-        *status = STORE_BUSY;
-        return NULL;
-    }
-    key_len = make_key(key, store->redis->namespace_, ":jobgate:idempotency:", idempotency_id,
-                       strlen(idempotency_id));
-    if (key_len == 0) {
-        *status = STORE_FAILED;
-        return NULL;
-    }
-    const char *argv[] = {"GET", key};
-    const size_t argv_len[] = {3, key_len};
-    struct store_op *op = send_command(store, 2, argv, argv_len, on_answer_found);
-    if (op == NULL)
-        return NULL;
-    memcpy(op->fingerprint, fingerprint, STORE_DIGEST_HEX);
     op->is_write = 1;
     op->done = done;
     op->data = data;

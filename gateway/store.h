@@ -26,7 +26,7 @@ enum store_status {
     STORE_QUEUE_FULL,   /* the queue would pass its max depth */
     STORE_REPLAYED,     /* the idempotency key's first answer, nothing written */
     STORE_KEY_REUSED,   /* the idempotency key came with another request */
-    STORE_NO_ANSWER,    /* store_find_answer(): no answer is kept for the key */
+    STORE_NO_ANSWER,    /* a write of no jobs: no answer is kept for the key */
 };
 
 /* One atomic write of one or more jobs to a queue, with every check made in Redis. */
@@ -79,21 +79,13 @@ size_t store_writes_in_flight(const struct store *store);
 /*
  * Sends write to Redis as one script call: the idempotency check, the depth check, the
  * rate check, then the jobs as Resque writes them (SADD <ns>:queues, RPUSH
- * <ns>:queue:<queue>). On success returns an op whose done will be called exactly once;
- * otherwise returns NULL and sets *status. The store copies what write points to.
+ * <ns>:queue:<queue>). A write of no jobs only looks up its idempotency key, writing
+ * nothing: STORE_REPLAYED, STORE_KEY_REUSED or STORE_NO_ANSWER. On success returns an op
+ * whose done will be called exactly once; otherwise returns NULL and sets *status. The
+ * store copies what write points to.
  */
 struct store_op *store_write(struct store *store, const struct store_write *write,
                              store_done_fn done, void *data, enum store_status *status);
-
-/*
- * Looks up the answer kept for an idempotency key (STORE_DIGEST_HEX hex digits), writing
- * nothing: done gets STORE_REPLAYED with the answer when the key came with a request of
- * this fingerprint, STORE_KEY_REUSED when with another, STORE_NO_ANSWER when none is
- * kept. Counts against the writes in flight. Returns as store_write() does.
- */
-struct store_op *store_find_answer(struct store *store, const char *idempotency_id,
-                                   const char *fingerprint, store_done_fn done, void *data,
-                                   enum store_status *status);
 
 /* Forgets the requester of op: done will not be called. The command itself goes on. */
 void store_op_cancel(struct store_op *op);

@@ -64,45 +64,45 @@ percentile_ms() {
         awk -v p="$1" '{v[NR] = $1} END {i = int(NR * p / 100); if (i < 1) i = 1; printf "%.2f", v[i] / 1000}'
 }
 
+# cpu_mark: notes the CPU jobgate and Redis have used so far; cpu_per_request N then
+# prints what each used since, in microseconds per request: "jobgate redis".
+cpu_mark() {
+    cpu_mark_jobgate=$(cpu_seconds "$jobgate_pid")
+    cpu_mark_redis=$(redis_cpu_seconds)
+}
+cpu_per_request() {
+    awk -v j0="$cpu_mark_jobgate" -v j1="$(cpu_seconds "$jobgate_pid")" \
+        -v r0="$cpu_mark_redis" -v r1="$(redis_cpu_seconds)" -v n="$1" \
+        'BEGIN {printf "%.1f %.1f", (j1 - j0) * 1e6 / n, (r1 - r0) * 1e6 / n}'
+}
+
 # run_h2load NAME URL [h2load options...]: prints "req/s p50 p99 cpu_us_per_request
 # redis_cpu_us_per_request".
 run_h2load() {
-    local name=$1 url=$2 before after redis_before redis_after output rate
+    local name=$1 url=$2 output rate cpu
     shift 2
-    before=$(cpu_seconds "$jobgate_pid")
-    redis_before=$(redis_cpu_seconds)
+    cpu_mark
     output=$(h2load -n "$requests" -c "$clients" -m "$streams" -t 1 \
         --log-file="$work/$name.log.0" "$@" "$url")
-    after=$(cpu_seconds "$jobgate_pid")
-    redis_after=$(redis_cpu_seconds)
+    cpu=$(cpu_per_request "$requests")
     if ! grep -q "requests: $requests total, $requests started, $requests done, $requests succeeded" <<<"$output"; then
         echo "$name: not every request succeeded:" >&2
         grep -E '^(requests|status codes):' <<<"$output" >&2
         exit 1
     fi
     rate=$(grep -oE '[0-9.]+ req/s' <<<"$output" | head -1 | cut -d' ' -f1)
-    echo "$rate $(percentile_ms 50 "$work/$name.log") $(percentile_ms 99 "$work/$name.log") \
-$(per_request "$before" "$after" "$requests") $(per_request "$redis_before" "$redis_after" "$requests")"
+    echo "$rate $(percentile_ms 50 "$work/$name.log") $(percentile_ms 99 "$work/$name.log") $cpu"
 }
 
-# per_request BEFORE AFTER N: microseconds between two CPU readings, per request.
-per_request() {
-    awk -v b="$1" -v a="$2" -v n="$3" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}'
-}
-
-# run_keyed KEYS: POSTs the job KEYED_REQUESTS times through bench/keyed_post.mjs with
+# run_keyed KEYS: POSTs the job keyed_requests times through bench/keyed_post.mjs with
 # Idempotency-Keys (none, unique or same); prints "req/s jobgate_cpu_us_per_request
 # redis_cpu_us_per_request". The Node client, not jobgate, sets its rate.
 run_keyed() {
-    local before after redis_before redis_after rate
-    before=$(cpu_seconds "$jobgate_pid")
-    redis_before=$(redis_cpu_seconds)
+    local rate
+    cpu_mark
     rate=$(node bench/keyed_post.mjs "http://127.0.0.1:$http_port/v1/queues/mailers/jobs" \
         "$token" "$work/job.json" "$1" "$keyed_requests" 10 10)
-    after=$(cpu_seconds "$jobgate_pid")
-    redis_after=$(redis_cpu_seconds)
-    echo "$rate $(per_request "$before" "$after" "$keyed_requests") \
-$(per_request "$redis_before" "$redis_after" "$keyed_requests")"
+    echo "$rate $(cpu_per_request "$keyed_requests")"
 }
 
 redis_port=$(free_port)

@@ -2,9 +2,10 @@
 /*
  * Transport budgets: HTTP/2 rapid reset (limits.connection_resets: the connection
  * shut down, a bounded number of jobs written, requests after the budget refused 429
- * too-many-resets, other connections unaffected), slow clients (HTTP/1.1 request timeout, HTTP/2 idle timeout,
- * TLS handshake timeout), request header size (431 headers-too-large) and the budget of
- * failed tokens per client address (429 too-many-failed-tokens).
+ * too-many-resets, other connections unaffected), slow clients (HTTP/1.1 request
+ * timeout, HTTP/2 idle timeout, TLS handshake timeout), request header size (431
+ * headers-too-large) and the budget of failed tokens per client address (429
+ * too-many-failed-tokens).
  *
  * The rapid-reset client is lib/rapid_reset.py, on Debian's python3-h2.
  */

@@ -116,6 +116,7 @@ test('the audit log names the job a replay answered, and no job for a refused re
   assert.equal(replay.status, 202);
   assert.equal(replay.replayed, true);
   assert.equal(replay.job_id, first.body.id, 'the replay names the first job');
+  assert.equal(replay.class, first.body.class);
   assert.equal(refused.status, 422);
   assert.equal(refused.problem, 'urn:jobgate:problem:idempotency-key-reused');
   assert.ok(!('job_id' in refused) || refused.job_id === null, `a refused request names a job: ${refused.job_id}`);

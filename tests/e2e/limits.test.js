@@ -169,6 +169,7 @@ test('what Redis did not write spends nothing in this process either, and a repl
     await h.sleep(100); // its audit line names the job it answered with
     const replays = env.gate.logs.filter((line) => line.event === 'request' && line.replayed);
     assert.equal(replays[replays.length - 1].job_id, first.body.id);
+    assert.equal(replays[replays.length - 1].class, first.body.class);
     await h.assertRejected(env, 422, 'idempotency-key-reused', () => keyed('thrifty-1', 'another'));
     assert.deepEqual(await env.snapshot(), before);
     const batch = JSON.stringify({ jobs: [l.job('b1'), l.job('b2')] });
